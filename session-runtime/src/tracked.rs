@@ -1,0 +1,88 @@
+//! Dirty tracking: a session value plus copies of the fields written since
+//! the last delta.
+
+use std::fmt;
+use std::ops::Deref;
+
+use crate::delta::Delta;
+use crate::session::Session;
+
+/// A session whose writes are tracked field by field.
+///
+/// Reading is plain field access through `Deref`. Writing goes through
+/// [`Tracked::edit`], whose generated proxy has one method per mutable field;
+/// the first write to a field after a delta keeps a copy of its old value
+/// (the benchmark), so [`Tracked::take_delta`] diffs only the fields that
+/// were written, against exactly what the other side has. There is no
+/// `DerefMut`: a write that bypassed the proxy would be missed.
+///
+/// ```
+/// use session_runtime::{Session, Tracked};
+///
+/// #[derive(Session, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// struct Visit {
+///     #[immutable]
+///     user: u64,
+///     pages: Vec<String>,
+/// }
+///
+/// let mut s = Tracked::new(Visit { user: 7, pages: vec![] });
+/// s.edit().pages().push("/cart".into());
+/// assert!(s.is_dirty());
+/// let delta = s.take_delta();
+/// let mut backup = Visit { user: 7, pages: vec![] };
+/// backup.apply(&delta).unwrap();
+/// assert_eq!(backup, *s);
+/// ```
+pub struct Tracked<T: Session> {
+    value: T,
+    benchmark: T::Benchmark,
+}
+
+impl<T: Session> Tracked<T> {
+    /// Starts tracking; the benchmark is the value as given.
+    pub fn new(value: T) -> Self {
+        Self { value, benchmark: T::Benchmark::default() }
+    }
+
+    /// The write proxy: `tracked.edit().field()` returns `&mut` to a mutable
+    /// field and marks it dirty.
+    pub fn edit(&mut self) -> T::Edit<'_> {
+        T::__edit(&mut self.value, &mut self.benchmark)
+    }
+
+    /// Whether any field was written since the last delta (a write that
+    /// restored the old value still counts; its delta is empty).
+    pub fn is_dirty(&self) -> bool {
+        T::__is_dirty(&self.benchmark)
+    }
+
+    /// The changes to the written fields since the last call, compared with
+    /// their benchmarks. Resets dirtiness: the current value becomes the
+    /// benchmark.
+    pub fn take_delta(&mut self) -> Delta {
+        self.value.__take_delta(&mut self.benchmark)
+    }
+
+    /// Stops tracking, returning the value (unsent changes are forgotten).
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T: Session> Deref for Tracked<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Session + fmt::Debug> fmt::Debug for Tracked<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracked")
+            .field("value", &self.value)
+            .field("dirty", &self.is_dirty())
+            .finish()
+    }
+}
