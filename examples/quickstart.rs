@@ -42,17 +42,28 @@ fn main() -> anyhow::Result<()> {
         user_id: 42,
         name: "Ada".into(),
         cart: (0..100)
-            .map(|i| Item { sku: format!("SKU-{i:04}"), qty: 1, price_cents: 100 + i })
+            .map(|i| Item {
+                sku: format!("SKU-{i:04}"),
+                qty: 1,
+                price_cents: 100 + i,
+            })
             .collect(),
         prefs: BTreeMap::from([("theme".into(), "dark".into())]),
-        profile: Profile { email: "ada@example.com".into(), newsletter: false },
+        profile: Profile {
+            email: "ada@example.com".into(),
+            newsletter: false,
+        },
         visits: 0,
     };
     let full = shop.to_bytes();
     let old = shop.clone();
 
     let mut s = Tracked::new(shop);
-    s.edit().cart().push(Item { sku: "SKU-0100".into(), qty: 2, price_cents: 999 });
+    s.edit().cart().push(Item {
+        sku: "SKU-0100".into(),
+        qty: 2,
+        price_cents: 999,
+    });
     *s.edit().visits() += 1;
     s.edit().profile().newsletter = true;
 
@@ -62,11 +73,25 @@ fn main() -> anyhow::Result<()> {
     backup.apply(&Delta::from_bytes(&bytes)?)?;
     assert_eq!(backup, *s);
 
-    println!("schema {} (fingerprint {:016x})", Shop::schema().name(), Shop::schema().fingerprint());
+    println!(
+        "schema {} (fingerprint {:016x})",
+        Shop::schema().name(),
+        Shop::schema().fingerprint()
+    );
     for f in Shop::schema().fields() {
-        println!("  id {:>2}  {:<8} {:<9} {}", f.id, f.name, if f.mutable { "mutable" } else { "immutable" }, f.type_name);
+        println!(
+            "  id {:>2}  {:<8} {:<9} {}",
+            f.id,
+            f.name,
+            if f.mutable { "mutable" } else { "immutable" },
+            f.type_name
+        );
     }
-    println!("full session: {} bytes; delta of 3 edits: {} bytes", full.len(), bytes.len());
+    println!(
+        "full session: {} bytes; delta of 3 edits: {} bytes",
+        full.len(),
+        bytes.len()
+    );
 
     // The other two detectors find the same change.
     assert_eq!(s.diff(&old), d);
@@ -74,7 +99,11 @@ fn main() -> anyhow::Result<()> {
     let mut from_binary = old.clone();
     from_binary.apply(&s.binary_diff(&bench))?;
     assert_eq!(from_binary, *s);
-    println!("graph diff: {} bytes; binary diff: {} bytes", s.diff(&old).encoded_len(), s.binary_diff(&bench).encoded_len());
+    println!(
+        "graph diff: {} bytes; binary diff: {} bytes",
+        s.diff(&old).encoded_len(),
+        s.binary_diff(&bench).encoded_len()
+    );
     println!("backup equals primary: {}", backup == *s);
     Ok(())
 }

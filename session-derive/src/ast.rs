@@ -39,7 +39,10 @@ impl<'a> Input<'a> {
             Data::Struct(s) => match &s.fields {
                 Fields::Named(named) => named,
                 Fields::Unnamed(f) => {
-                    return Err(Error::new_spanned(f, format!("{ONLY_NAMED}; name the fields of this tuple struct")))
+                    return Err(Error::new_spanned(
+                        f,
+                        format!("{ONLY_NAMED}; name the fields of this tuple struct"),
+                    ))
                 }
                 Fields::Unit => {
                     return Err(Error::new_spanned(
@@ -49,10 +52,16 @@ impl<'a> Input<'a> {
                 }
             },
             Data::Enum(e) => {
-                return Err(Error::new_spanned(e.enum_token, format!("{ONLY_NAMED}, not enums; wrap the enum in a field of a struct")))
+                return Err(Error::new_spanned(
+                    e.enum_token,
+                    format!("{ONLY_NAMED}, not enums; wrap the enum in a field of a struct"),
+                ))
             }
             Data::Union(u) => {
-                return Err(Error::new_spanned(u.union_token, format!("{ONLY_NAMED}, not unions")))
+                return Err(Error::new_spanned(
+                    u.union_token,
+                    format!("{ONLY_NAMED}, not unions"),
+                ))
             }
         };
         attr::container_attrs(&input.attrs, errors);
@@ -69,6 +78,11 @@ impl<'a> Input<'a> {
                 })
             })
             .collect();
-        Ok(Input { original: input, ident: &input.ident, generics: &input.generics, fields })
+        Ok(Input {
+            original: input,
+            ident: &input.ident,
+            generics: &input.generics,
+            fields,
+        })
     }
 }

@@ -30,18 +30,33 @@ impl Errors {
 }
 
 /// A mutability flag must be a bare path: `#[mutable]`.
-fn flag<'a>(attr: &'a Attribute, slot: &mut Option<&'a Attribute>, name: &str, errors: &mut Errors) {
+fn flag<'a>(
+    attr: &'a Attribute,
+    slot: &mut Option<&'a Attribute>,
+    name: &str,
+    errors: &mut Errors,
+) {
     if !matches!(attr.meta, Meta::Path(_)) {
-        errors.push(Error::new_spanned(&attr.meta, format!("#[{name}] takes no arguments; write `#[{name}]`")));
+        errors.push(Error::new_spanned(
+            &attr.meta,
+            format!("#[{name}] takes no arguments; write `#[{name}]`"),
+        ));
     } else if slot.is_some() {
-        errors.push(Error::new_spanned(attr, format!("duplicate #[{name}] attribute")));
+        errors.push(Error::new_spanned(
+            attr,
+            format!("duplicate #[{name}] attribute"),
+        ));
     } else {
         *slot = Some(attr);
     }
 }
 
 pub fn field_attrs<'a>(attrs: &'a [Attribute], errors: &mut Errors) -> FieldAttrs<'a> {
-    let mut out = FieldAttrs { mutable: None, immutable: None, id: None };
+    let mut out = FieldAttrs {
+        mutable: None,
+        immutable: None,
+        id: None,
+    };
     for attr in attrs {
         if attr.path().is_ident("mutable") {
             flag(attr, &mut out.mutable, "mutable", errors);
@@ -66,16 +81,20 @@ fn session_attr(attr: &Attribute, id: &mut Option<(u16, Span)>) -> Result<()> {
                 .value()
                 .and_then(|v| v.parse())
                 .map_err(|e| Error::new(e.span(), "expected an integer: #[session(id = N)]"))?;
-            let value = lit
-                .base10_parse::<u16>()
-                .map_err(|_| Error::new_spanned(&lit, "session field id must be an integer from 0 to 65535"))?;
+            let value = lit.base10_parse::<u16>().map_err(|_| {
+                Error::new_spanned(&lit, "session field id must be an integer from 0 to 65535")
+            })?;
             if id.is_some() {
-                return Err(Error::new_spanned(&meta.path, "duplicate #[session(id)] on one field"));
+                return Err(Error::new_spanned(
+                    &meta.path,
+                    "duplicate #[session(id)] on one field",
+                ));
             }
             *id = Some((value, lit.span()));
             Ok(())
         } else {
-            Err(meta.error("unknown #[session] key; the only key is `id`, as in #[session(id = 3)]"))
+            Err(meta
+                .error("unknown #[session] key; the only key is `id`, as in #[session(id = 3)]"))
         }
     })
 }
@@ -86,7 +105,10 @@ pub fn container_attrs(attrs: &[Attribute], errors: &mut Errors) {
     for attr in attrs {
         for name in ["mutable", "immutable", "session"] {
             if attr.path().is_ident(name) {
-                errors.push(Error::new_spanned(attr, format!("#[{name}] belongs on a field, not on the struct")));
+                errors.push(Error::new_spanned(
+                    attr,
+                    format!("#[{name}] belongs on a field, not on the struct"),
+                ));
             }
         }
     }

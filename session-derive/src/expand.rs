@@ -62,7 +62,11 @@ fn impl_session(input: &Input) -> TokenStream {
     let mut gens: Vec<Gen> = input
         .fields
         .iter()
-        .map(|f| Gen { field: f, id: f.id(), strategy: strategy::expr(f.ty, input.generics) })
+        .map(|f| Gen {
+            field: f,
+            id: f.id(),
+            strategy: strategy::expr(f.ty, input.generics),
+        })
         .collect();
     gens.sort_by_key(|g| g.id);
     let mutable: Vec<&Gen> = gens.iter().filter(|g| g.field.mutable()).collect();
@@ -93,7 +97,8 @@ fn impl_session(input: &Input) -> TokenStream {
     let edit_methods = mutable.iter().map(|g| {
         let (f, ty) = (g.field.ident, g.field.ty);
         let doc = format!("Returns `{f}` for writing and marks it dirty.");
-        let snapshot = quote_spanned!(ty.span()=> __p::snapshot(&mut self.benchmark.#f, &self.value.#f));
+        let snapshot =
+            quote_spanned!(ty.span()=> __p::snapshot(&mut self.benchmark.#f, &self.value.#f));
         quote! {
             #[doc = #doc]
             #[inline]
@@ -157,7 +162,7 @@ fn impl_session(input: &Input) -> TokenStream {
 
     let all_ids: Vec<u16> = gens.iter().map(|g| g.id).collect();
     let from_value = gens.iter().enumerate().map(|(k, g)| {
-        let (f, id, s, from_value) = (g.field.ident, g.id, &g.strategy, g.call("from_value"));
+        let (f, id, s, from_value) = (g.field.ident, g.id, &g.strategy, g.call("decode"));
         quote! {
             #f: #from_value(#s, &__fields[#k].1)
                 .map_err(|__e| __e.within(__p::PathStep::Field(#id)))?
@@ -173,7 +178,10 @@ fn impl_session(input: &Input) -> TokenStream {
     });
     let field_count = gens.len();
 
-    let prepared_vars: Vec<Ident> = mutable.iter().map(|g| format_ident!("__prepared_{}", g.field.ident)).collect();
+    let prepared_vars: Vec<Ident> = mutable
+        .iter()
+        .map(|g| format_ident!("__prepared_{}", g.field.ident))
+        .collect();
     let prepare_arms = mutable.iter().zip(&prepared_vars).map(|(g, var)| {
         let (f, id, s, prepare) = (g.field.ident, g.id, &g.strategy, g.call("prepare"));
         quote! {
@@ -203,7 +211,9 @@ fn impl_session(input: &Input) -> TokenStream {
         quote!(&& #eq(#s, &self.#f, &__other.#f))
     });
 
-    let edit_doc = format!("Write access to the mutable fields of a tracked [`{name}`], one method per field.");
+    let edit_doc = format!(
+        "Write access to the mutable fields of a tracked [`{name}`], one method per field."
+    );
 
     quote! {
         #[allow(non_local_definitions, clippy::all, clippy::pedantic)]

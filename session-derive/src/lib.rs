@@ -19,5 +19,7 @@ use syn::{parse_macro_input, DeriveInput};
 #[proc_macro_derive(Session, attributes(mutable, immutable, session))]
 pub fn derive_session(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::derive(&input).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }

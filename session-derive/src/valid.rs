@@ -31,7 +31,10 @@ fn mutability_is_unambiguous(input: &Input, errors: &mut Errors) {
 /// Default ids are declaration positions, which must fit the 16-bit id.
 fn ids_fit(input: &Input, errors: &mut Errors) {
     if input.fields.len() > usize::from(u16::MAX) + 1 {
-        errors.push(Error::new_spanned(input.ident, "a session struct can have at most 65536 fields"));
+        errors.push(Error::new_spanned(
+            input.ident,
+            "a session struct can have at most 65536 fields",
+        ));
     }
 }
 
@@ -56,7 +59,10 @@ fn ids_are_unique(input: &Input, errors: &mut Errors) {
 fn no_lifetimes(input: &Input, errors: &mut Errors) {
     for p in &input.generics.params {
         if let GenericParam::Lifetime(l) = p {
-            errors.push(Error::new(l.span(), "session structs cannot borrow: remove the lifetime parameter and own the data"));
+            errors.push(Error::new(
+                l.span(),
+                "session structs cannot borrow: remove the lifetime parameter and own the data",
+            ));
         }
     }
 }

@@ -30,7 +30,10 @@ impl BinaryBenchmark {
     /// A benchmark of the type with this fingerprint: one encoding per
     /// mutable field, in increasing id order.
     pub fn new(fingerprint: u64, portions: Vec<Vec<u8>>) -> Self {
-        Self { fingerprint, portions }
+        Self {
+            fingerprint,
+            portions,
+        }
     }
 
     /// The fingerprint of the type it was taken from.
@@ -83,7 +86,11 @@ pub(crate) fn patch(old: &[u8], new: &[u8]) -> Option<Patch> {
     }
     let edits = edits(old, new);
     let runs = Patch::Splice(edits);
-    Some(if runs.encoded_len() < new.len() { runs } else { whole(new) })
+    Some(if runs.encoded_len() < new.len() {
+        runs
+    } else {
+        whole(new)
+    })
 }
 
 /// A changed region: `old[old_start..old_end]` becomes
@@ -112,9 +119,21 @@ pub(crate) fn edits(old: &[u8], new: &[u8]) -> Vec<Edit> {
     let gap = best_gap(old, new);
     let shift_old = lo.saturating_sub(ln);
     let shift_new = ln.saturating_sub(lo);
-    mismatches(&old[..gap], &new[..gap], |s, e| add(Region { old_start: s, old_end: e, new_start: s, new_end: e }));
+    mismatches(&old[..gap], &new[..gap], |s, e| {
+        add(Region {
+            old_start: s,
+            old_end: e,
+            new_start: s,
+            new_end: e,
+        })
+    });
     if lo != ln {
-        add(Region { old_start: gap, old_end: gap + shift_old, new_start: gap, new_end: gap + shift_new });
+        add(Region {
+            old_start: gap,
+            old_end: gap + shift_old,
+            new_start: gap,
+            new_end: gap + shift_new,
+        });
     }
     mismatches(&old[gap + shift_old..], &new[gap + shift_new..], |s, e| {
         add(Region {
@@ -143,14 +162,20 @@ pub(crate) fn edits(old: &[u8], new: &[u8]) -> Vec<Edit> {
 /// shorter input) minimising the differing bytes of `a[..p]` against
 /// `b[..p]` plus those of the two tails aligned from the end.
 fn best_gap(old: &[u8], new: &[u8]) -> usize {
-    let (short, long) = if old.len() <= new.len() { (old, new) } else { (new, old) };
+    let (short, long) = if old.len() <= new.len() {
+        (old, new)
+    } else {
+        (new, old)
+    };
     let shift = long.len() - short.len();
     if shift == 0 {
         return short.len();
     }
     // cost(0) = all tail mismatches; moving p past i trades the tail
     // comparison of byte i for its head comparison.
-    let mut cost: usize = (0..short.len()).filter(|&i| short[i] != long[i + shift]).count();
+    let mut cost: usize = (0..short.len())
+        .filter(|&i| short[i] != long[i + shift])
+        .count();
     let (mut best, mut best_cost) = (0, cost);
     for i in 0..short.len() {
         cost = cost + usize::from(short[i] != long[i]) - usize::from(short[i] != long[i + shift]);
@@ -196,7 +221,11 @@ mod tests {
 
     fn check(old: &[u8], new: &[u8]) -> Vec<Edit> {
         let e = edits(old, new);
-        assert_eq!(splice(old, &e).as_deref(), Ok(new), "{old:?} -> {new:?}: {e:?}");
+        assert_eq!(
+            splice(old, &e).as_deref(),
+            Ok(new),
+            "{old:?} -> {new:?}: {e:?}"
+        );
         e
     }
 
@@ -206,7 +235,14 @@ mod tests {
         let mut new = old.clone();
         new[1000..1064].fill(7);
         let e = check(&old, &new);
-        assert_eq!(e, vec![Edit { skip: 1000, delete: 64, insert: vec![7; 64] }]);
+        assert_eq!(
+            e,
+            vec![Edit {
+                skip: 1000,
+                delete: 64,
+                insert: vec![7; 64]
+            }]
+        );
     }
 
     #[test]
@@ -235,8 +271,14 @@ mod tests {
 
     #[test]
     fn edge_cases_round_trip() {
-        let cases: [(&[u8], &[u8]); 6] =
-            [(b"", b"abc"), (b"abc", b""), (b"abc", b"abc"), (b"abc", b"xbz"), (b"aaaa", b"aa"), (b"ab", b"ba")];
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"", b"abc"),
+            (b"abc", b""),
+            (b"abc", b"abc"),
+            (b"abc", b"xbz"),
+            (b"aaaa", b"aa"),
+            (b"ab", b"ba"),
+        ];
         for (a, b) in cases {
             check(a, b);
         }
@@ -246,7 +288,10 @@ mod tests {
     fn a_rewrite_falls_back_to_the_whole_value() {
         let old = Value::Leaf(vec![1; 10]).to_bytes();
         let new = Value::Leaf(vec![2; 10]).to_bytes();
-        assert_eq!(patch(&old, &new), Some(Patch::Set(Value::Leaf(vec![2; 10]))));
+        assert_eq!(
+            patch(&old, &new),
+            Some(Patch::Set(Value::Leaf(vec![2; 10])))
+        );
         assert_eq!(patch(&old, &old), None);
     }
 }

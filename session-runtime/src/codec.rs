@@ -6,7 +6,7 @@
 //! prefix cannot make the decoder allocate without bound. Swapping the
 //! serialization library means changing this file only.
 
-use bincode::config::{Configuration, LittleEndian, Limit, Varint};
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -64,8 +64,13 @@ mod tests {
         let bytes = encode(&v);
         assert_eq!(decode::<(u32, String, Vec<u64>)>(&bytes), Ok(v));
         assert!(decode::<(u32, String, Vec<u64>)>(&bytes[..bytes.len() - 1]).is_err());
-        assert!(matches!(decode::<u8>(&[1, 2]), Err(DecodeError::TrailingBytes { offset: 1 })));
+        assert!(matches!(
+            decode::<u8>(&[1, 2]),
+            Err(DecodeError::TrailingBytes { offset: 1 })
+        ));
         // A length prefix claiming far more than the input is an error, not an allocation.
-        assert!(decode::<Vec<u8>>(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        assert!(
+            decode::<Vec<u8>>(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err()
+        );
     }
 }

@@ -83,7 +83,11 @@ impl Delta {
         let mut r = Reader::new(bytes);
         let (k, arg) = r.header()?;
         if k != kind::PATCH_RECORD {
-            return Err(DecodeError::BadKind { kind: k, offset: 0, expected: "a delta (record patch)" });
+            return Err(DecodeError::BadKind {
+                kind: k,
+                offset: 0,
+                expected: "a delta (record patch)",
+            });
         }
         r.enter()?;
         let fields = patch::decode_record_body(&mut r, arg)?;
@@ -100,7 +104,9 @@ impl Delta {
 
 impl fmt::Debug for Delta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.fields.iter().map(|(id, p)| (id, p))).finish()
+        f.debug_map()
+            .entries(self.fields.iter().map(|(id, p)| (id, p)))
+            .finish()
     }
 }
 
@@ -120,13 +126,19 @@ mod tests {
     #[test]
     fn a_value_is_not_a_delta() {
         let bytes = Value::Leaf(vec![]).to_bytes();
-        assert!(matches!(Delta::from_bytes(&bytes), Err(DecodeError::BadKind { .. })));
+        assert!(matches!(
+            Delta::from_bytes(&bytes),
+            Err(DecodeError::BadKind { .. })
+        ));
         assert!(Delta::from_bytes(&[]).is_err());
     }
 
     #[test]
     fn field_lookup_uses_ids() {
-        let d = Delta::from_fields(vec![(3, Patch::Set(Value::Leaf(vec![1]))), (9, Patch::Splice(vec![]))]);
+        let d = Delta::from_fields(vec![
+            (3, Patch::Set(Value::Leaf(vec![1]))),
+            (9, Patch::Splice(vec![])),
+        ]);
         assert!(d.field(3).is_some());
         assert!(d.field(4).is_none());
         assert_eq!(d.field_ids().collect::<Vec<_>>(), vec![3, 9]);

@@ -146,7 +146,10 @@ pub enum ApplyErrorKind {
 impl ApplyError {
     /// An error at the node the patch was applied to.
     pub fn new(kind: ApplyErrorKind) -> Self {
-        Self { path: Vec::new(), kind }
+        Self {
+            path: Vec::new(),
+            kind,
+        }
     }
 
     /// What went wrong.

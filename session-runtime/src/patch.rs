@@ -136,7 +136,9 @@ pub(crate) fn splice(old: &[u8], edits: &[Edit]) -> Result<Vec<u8>, (u64, u64)> 
     let len = old.len() as u64;
     for e in edits {
         let start = pos.checked_add(e.skip).filter(|s| *s <= len);
-        let end = start.and_then(|s| s.checked_add(e.delete)).filter(|end| *end <= len);
+        let end = start
+            .and_then(|s| s.checked_add(e.delete))
+            .filter(|end| *end <= len);
         let (Some(start), Some(end)) = (start, end) else {
             return Err((pos.saturating_add(e.skip).saturating_add(e.delete), len));
         };
@@ -193,7 +195,8 @@ impl Patch {
             Patch::Set(v) => v.encoded_len(),
             Patch::Record(fields) => record_len(fields),
             Patch::Seq(ops) => {
-                wire::header_len(ops.len() as u64) + ops.iter().map(SeqOp::encoded_len).sum::<usize>()
+                wire::header_len(ops.len() as u64)
+                    + ops.iter().map(SeqOp::encoded_len).sum::<usize>()
             }
             Patch::Map(ops) => {
                 wire::header_len(ops.len() as u64)
@@ -213,7 +216,8 @@ impl Patch {
             }
             Patch::Some(inner) => 1 + inner.encoded_len(),
             Patch::Splice(edits) => {
-                wire::header_len(edits.len() as u64) + edits.iter().map(Edit::encoded_len).sum::<usize>()
+                wire::header_len(edits.len() as u64)
+                    + edits.iter().map(Edit::encoded_len).sum::<usize>()
             }
         }
     }
@@ -261,11 +265,21 @@ impl Patch {
                     let skip = r.varint()?;
                     let delete = r.varint()?;
                     let insert = r.bytes()?.to_vec();
-                    edits.push(Edit { skip, delete, insert });
+                    edits.push(Edit {
+                        skip,
+                        delete,
+                        insert,
+                    });
                 }
                 Patch::Splice(edits)
             }
-            _ => return Err(DecodeError::BadKind { kind: k, offset, expected: "a patch" }),
+            _ => {
+                return Err(DecodeError::BadKind {
+                    kind: k,
+                    offset,
+                    expected: "a patch",
+                })
+            }
         };
         r.leave();
         Ok(patch)
@@ -288,7 +302,10 @@ pub(crate) fn record_len(fields: &[(u16, Patch)]) -> usize {
             .sum::<usize>()
 }
 
-pub(crate) fn decode_record_body(r: &mut Reader<'_>, arg: u64) -> Result<Vec<(u16, Patch)>, DecodeError> {
+pub(crate) fn decode_record_body(
+    r: &mut Reader<'_>,
+    arg: u64,
+) -> Result<Vec<(u16, Patch)>, DecodeError> {
     let n = r.count(arg, 2)?;
     let mut fields: Vec<(u16, Patch)> = Vec::with_capacity(n);
     for _ in 0..n {
@@ -326,7 +343,9 @@ impl SeqOp {
         match self {
             SeqOp::Set { index, patch } => wire::seq_op_len(*index) + patch.encoded_len(),
             SeqOp::Insert { index, values } => {
-                wire::seq_op_len(values.len() as u64) + wire::varint_len(*index) + values_len(values)
+                wire::seq_op_len(values.len() as u64)
+                    + wire::varint_len(*index)
+                    + values_len(values)
             }
             SeqOp::Remove { index, count } => wire::seq_op_len(*count) + wire::varint_len(*index),
             SeqOp::Push(values) => wire::seq_op_len(values.len() as u64) + values_len(values),
@@ -344,12 +363,21 @@ impl SeqOp {
             Ok(vs)
         };
         Ok(match op {
-            seq_op::SET => SeqOp::Set { index: arg, patch: Patch::decode(r)? },
+            seq_op::SET => SeqOp::Set {
+                index: arg,
+                patch: Patch::decode(r)?,
+            },
             seq_op::INSERT => {
                 let index = r.varint()?;
-                SeqOp::Insert { index, values: values(r, arg)? }
+                SeqOp::Insert {
+                    index,
+                    values: values(r, arg)?,
+                }
             }
-            seq_op::REMOVE => SeqOp::Remove { index: r.varint()?, count: arg },
+            seq_op::REMOVE => SeqOp::Remove {
+                index: r.varint()?,
+                count: arg,
+            },
             _ => SeqOp::Push(values(r, arg)?),
         })
     }
@@ -363,13 +391,41 @@ mod tests {
     fn splice_rewrites_runs_and_rejects_runs_past_the_end() {
         let old = b"abcdefgh";
         let edits = [
-            Edit { skip: 1, delete: 2, insert: b"XYZ".to_vec() },
-            Edit { skip: 2, delete: 0, insert: b"-".to_vec() },
-            Edit { skip: 2, delete: 1, insert: vec![] },
+            Edit {
+                skip: 1,
+                delete: 2,
+                insert: b"XYZ".to_vec(),
+            },
+            Edit {
+                skip: 2,
+                delete: 0,
+                insert: b"-".to_vec(),
+            },
+            Edit {
+                skip: 2,
+                delete: 1,
+                insert: vec![],
+            },
         ];
         assert_eq!(splice(old, &edits).as_deref(), Ok(&b"aXYZde-fg"[..]));
-        assert!(splice(old, &[Edit { skip: 7, delete: 2, insert: vec![] }]).is_err());
-        assert!(splice(old, &[Edit { skip: u64::MAX, delete: 2, insert: vec![] }]).is_err());
+        assert!(splice(
+            old,
+            &[Edit {
+                skip: 7,
+                delete: 2,
+                insert: vec![]
+            }]
+        )
+        .is_err());
+        assert!(splice(
+            old,
+            &[Edit {
+                skip: u64::MAX,
+                delete: 2,
+                insert: vec![]
+            }]
+        )
+        .is_err());
     }
 
     #[test]
@@ -379,21 +435,43 @@ mod tests {
             (
                 2,
                 Patch::Seq(vec![
-                    SeqOp::Set { index: 57, patch: Patch::Set(Value::Leaf(vec![1; 20])) },
-                    SeqOp::Insert { index: 3, values: vec![Value::Leaf(vec![])] },
-                    SeqOp::Remove { index: 100, count: 70 },
+                    SeqOp::Set {
+                        index: 57,
+                        patch: Patch::Set(Value::Leaf(vec![1; 20])),
+                    },
+                    SeqOp::Insert {
+                        index: 3,
+                        values: vec![Value::Leaf(vec![])],
+                    },
+                    SeqOp::Remove {
+                        index: 100,
+                        count: 70,
+                    },
                     SeqOp::Push(vec![Value::Option(None)]),
                 ]),
             ),
             (
                 3,
                 Patch::Map(vec![
-                    MapOp::Put { key: b"a".to_vec(), value: Value::Leaf(vec![]) },
-                    MapOp::Patch { key: b"b".to_vec(), patch: Patch::Some(Box::new(Patch::Splice(vec![]))) },
+                    MapOp::Put {
+                        key: b"a".to_vec(),
+                        value: Value::Leaf(vec![]),
+                    },
+                    MapOp::Patch {
+                        key: b"b".to_vec(),
+                        patch: Patch::Some(Box::new(Patch::Splice(vec![]))),
+                    },
                     MapOp::Remove { key: b"c".to_vec() },
                 ]),
             ),
-            (4, Patch::Splice(vec![Edit { skip: 1000, delete: 64, insert: vec![7; 64] }])),
+            (
+                4,
+                Patch::Splice(vec![Edit {
+                    skip: 1000,
+                    delete: 64,
+                    insert: vec![7; 64],
+                }]),
+            ),
         ]);
         let mut bytes = Vec::new();
         p.encode(&mut bytes);

@@ -2,8 +2,8 @@
 //! API: names and signatures change without notice.
 
 pub use core::option::Option;
-pub use serde;
 pub use core::result::Result;
+pub use serde;
 pub use std::boxed::Box;
 pub use std::sync::OnceLock;
 pub use std::vec::Vec;
@@ -15,7 +15,8 @@ pub use crate::patch::Patch;
 pub use crate::schema::{FieldInfo, Schema};
 pub use crate::session::Session;
 pub use crate::strategy::{
-    Bytes, MapOf, Nested, NestedSession, Opaque, OpaqueValue, OptionOf, Probe, SeqOf, SetOf, Strategy,
+    Bytes, MapOf, Nested, NestedSession, Opaque, OpaqueValue, OptionOf, Probe, SeqOf, SetOf,
+    Strategy,
 };
 pub use crate::value::Value;
 

@@ -18,7 +18,12 @@ pub struct FieldInfo {
 impl FieldInfo {
     /// Describes a field (called by the derive).
     pub const fn new(name: &'static str, id: u16, mutable: bool, type_name: &'static str) -> Self {
-        Self { name, id, mutable, type_name }
+        Self {
+            name,
+            id,
+            mutable,
+            type_name,
+        }
     }
 }
 
@@ -42,7 +47,10 @@ impl Schema {
     /// of each field (same order), as the derive does.
     pub fn new(name: &'static str, mut fields: Vec<FieldInfo>, shapes: &[u64]) -> Self {
         let mut fp = Fingerprint::new();
-        for (f, shape) in fields.iter().zip(shapes.iter().copied().chain(std::iter::repeat(0))) {
+        for (f, shape) in fields
+            .iter()
+            .zip(shapes.iter().copied().chain(std::iter::repeat(0)))
+        {
             fp.write(f.name.as_bytes());
             fp.write(&f.id.to_le_bytes());
             fp.write(&[u8::from(f.mutable)]);
@@ -51,7 +59,12 @@ impl Schema {
         }
         fields.sort_by_key(|f| f.id);
         let mutable_ids = fields.iter().filter(|f| f.mutable).map(|f| f.id).collect();
-        Self { name, fields, mutable_ids, fingerprint: fp.finish() }
+        Self {
+            name,
+            fields,
+            mutable_ids,
+            fingerprint: fp.finish(),
+        }
     }
 
     /// The struct's name.
@@ -120,8 +133,14 @@ mod tests {
 
     #[test]
     fn fingerprints_change_with_every_part_of_a_field() {
-        let base = || vec![FieldInfo::new("a", 0, true, "u32"), FieldInfo::new("b", 1, false, "String")];
-        let fp = |fields: Vec<FieldInfo>, shapes: &[u64]| Schema::new("S", fields, shapes).fingerprint();
+        let base = || {
+            vec![
+                FieldInfo::new("a", 0, true, "u32"),
+                FieldInfo::new("b", 1, false, "String"),
+            ]
+        };
+        let fp =
+            |fields: Vec<FieldInfo>, shapes: &[u64]| Schema::new("S", fields, shapes).fingerprint();
         let reference = fp(base(), &[1, 2]);
         assert_eq!(reference, fp(base(), &[1, 2]));
         let mut renamed = base();
@@ -132,14 +151,27 @@ mod tests {
         frozen[0].mutable = false;
         let mut retyped = base();
         retyped[0].type_name = "u64";
-        for other in [fp(renamed, &[1, 2]), fp(moved, &[1, 2]), fp(frozen, &[1, 2]), fp(retyped, &[1, 2]), fp(base(), &[1, 3])] {
+        for other in [
+            fp(renamed, &[1, 2]),
+            fp(moved, &[1, 2]),
+            fp(frozen, &[1, 2]),
+            fp(retyped, &[1, 2]),
+            fp(base(), &[1, 3]),
+        ] {
             assert_ne!(reference, other);
         }
     }
 
     #[test]
     fn fields_are_sorted_by_id() {
-        let s = Schema::new("S", vec![FieldInfo::new("late", 9, true, "u8"), FieldInfo::new("early", 1, false, "u8")], &[0, 0]);
+        let s = Schema::new(
+            "S",
+            vec![
+                FieldInfo::new("late", 9, true, "u8"),
+                FieldInfo::new("early", 1, false, "u8"),
+            ],
+            &[0, 0],
+        );
         assert_eq!(s.fields()[0].name, "early");
         assert_eq!(s.mutable_ids(), &[9]);
         assert_eq!(s.field(9).map(|f| f.name), Some("late"));

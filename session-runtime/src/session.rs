@@ -89,7 +89,10 @@ pub trait Session: Sized + 'static {
     /// Checks field patches against `self` and returns the change to make,
     /// which cannot fail.
     #[doc(hidden)]
-    fn __prepare(&self, fields: &[(u16, Patch)]) -> Result<crate::__private::Commit<Self>, ApplyError>;
+    fn __prepare(
+        &self,
+        fields: &[(u16, Patch)],
+    ) -> Result<crate::__private::Commit<Self>, ApplyError>;
 
     /// Whether every field of `self` and `other` (immutable ones too) is
     /// equal.

@@ -42,7 +42,10 @@ pub struct Tracked<T: Session> {
 impl<T: Session> Tracked<T> {
     /// Starts tracking; the benchmark is the value as given.
     pub fn new(value: T) -> Self {
-        Self { value, benchmark: T::Benchmark::default() }
+        Self {
+            value,
+            benchmark: T::Benchmark::default(),
+        }
     }
 
     /// The write proxy: `tracked.edit().field()` returns `&mut` to a mutable

@@ -67,7 +67,9 @@ fn check(node: &Value, patch: &Patch, spliced: &mut Vec<Value>) -> Result<(), Ap
                         check(&entries[i].1, patch, spliced).map_err(|e| e.within(at()))?
                     }
                     (MapOp::Remove { .. }, Ok(_)) => {}
-                    (_, Err(_)) => return Err(ApplyError::new(ApplyErrorKind::MissingKey).within(at())),
+                    (_, Err(_)) => {
+                        return Err(ApplyError::new(ApplyErrorKind::MissingKey).within(at()))
+                    }
                 }
             }
             Ok(())
@@ -83,7 +85,11 @@ fn check(node: &Value, patch: &Patch, spliced: &mut Vec<Value>) -> Result<(), Ap
     }
 }
 
-fn check_record(own: &[(u16, Value)], fields: &[(u16, Patch)], spliced: &mut Vec<Value>) -> Result<(), ApplyError> {
+fn check_record(
+    own: &[(u16, Value)],
+    fields: &[(u16, Patch)],
+    spliced: &mut Vec<Value>,
+) -> Result<(), ApplyError> {
     for (id, p) in fields {
         let i = own
             .binary_search_by_key(id, |(i, _)| *i)
@@ -100,7 +106,8 @@ fn check_seq(items: &[Value], ops: &[SeqOp], spliced: &mut Vec<Value>) -> Result
     let mut len = items.len() as u64;
     let mut slots: Option<Vec<Slot>> = None;
     let mut patched = BTreeSet::new();
-    let out_of_range = |index: u64, len: u64| ApplyError::new(ApplyErrorKind::IndexOutOfRange { index, len });
+    let out_of_range =
+        |index: u64, len: u64| ApplyError::new(ApplyErrorKind::IndexOutOfRange { index, len });
     for op in ops {
         match op {
             SeqOp::Set { index, patch } => {
@@ -108,16 +115,23 @@ fn check_seq(items: &[Value], ops: &[SeqOp], spliced: &mut Vec<Value>) -> Result
                     return Err(out_of_range(*index, len));
                 }
                 // `index < len`, and `len` counts elements in memory.
-                let slot = slots.as_ref().map_or(Slot::Old(*index as usize), |s| s[*index as usize]);
+                let slot = slots
+                    .as_ref()
+                    .map_or(Slot::Old(*index as usize), |s| s[*index as usize]);
                 let Slot::Old(old) = slot else {
-                    return Err(ApplyError::new(ApplyErrorKind::Conflict("patch of an element inserted by the same patch"))
-                        .within(PathStep::Index(*index)));
+                    return Err(ApplyError::new(ApplyErrorKind::Conflict(
+                        "patch of an element inserted by the same patch",
+                    ))
+                    .within(PathStep::Index(*index)));
                 };
                 if !patched.insert(old) {
-                    return Err(ApplyError::new(ApplyErrorKind::Conflict("element patched twice"))
-                        .within(PathStep::Index(*index)));
+                    return Err(
+                        ApplyError::new(ApplyErrorKind::Conflict("element patched twice"))
+                            .within(PathStep::Index(*index)),
+                    );
                 }
-                check(&items[old], patch, spliced).map_err(|e| e.within(PathStep::Index(*index)))?;
+                check(&items[old], patch, spliced)
+                    .map_err(|e| e.within(PathStep::Index(*index)))?;
             }
             SeqOp::Insert { index, values } => {
                 if *index > len {
@@ -163,12 +177,15 @@ fn commit(node: &mut Value, patch: &Patch, spliced: &mut impl Iterator<Item = Va
             for op in ops {
                 match op {
                     SeqOp::Set { index, patch } => {
-                        if let Some(item) = usize::try_from(*index).ok().and_then(|i| items.get_mut(i)) {
+                        if let Some(item) =
+                            usize::try_from(*index).ok().and_then(|i| items.get_mut(i))
+                        {
                             commit(item, patch, spliced);
                         }
                     }
                     SeqOp::Insert { index, values } => {
-                        if let Some(at) = usize::try_from(*index).ok().filter(|i| *i <= items.len()) {
+                        if let Some(at) = usize::try_from(*index).ok().filter(|i| *i <= items.len())
+                        {
                             items.splice(at..at, values.iter().cloned());
                         }
                     }
@@ -191,8 +208,12 @@ fn commit(node: &mut Value, patch: &Patch, spliced: &mut impl Iterator<Item = Va
                 let found = entries.binary_search_by(|(k, _)| k.as_slice().cmp(op.key()));
                 match (op, found) {
                     (MapOp::Put { value, .. }, Ok(i)) => entries[i].1 = value.clone(),
-                    (MapOp::Put { key, value }, Err(i)) => entries.insert(i, (key.clone(), value.clone())),
-                    (MapOp::Patch { patch, .. }, Ok(i)) => commit(&mut entries[i].1, patch, spliced),
+                    (MapOp::Put { key, value }, Err(i)) => {
+                        entries.insert(i, (key.clone(), value.clone()))
+                    }
+                    (MapOp::Patch { patch, .. }, Ok(i)) => {
+                        commit(&mut entries[i].1, patch, spliced)
+                    }
                     (MapOp::Remove { .. }, Ok(i)) => {
                         entries.remove(i);
                     }
@@ -205,7 +226,11 @@ fn commit(node: &mut Value, patch: &Patch, spliced: &mut impl Iterator<Item = Va
     }
 }
 
-fn commit_record(own: &mut [(u16, Value)], fields: &[(u16, Patch)], spliced: &mut impl Iterator<Item = Value>) {
+fn commit_record(
+    own: &mut [(u16, Value)],
+    fields: &[(u16, Patch)],
+    spliced: &mut impl Iterator<Item = Value>,
+) {
     for (id, p) in fields {
         if let Ok(i) = own.binary_search_by_key(id, |(i, _)| *i) {
             commit(&mut own[i].1, p, spliced);
@@ -227,12 +252,21 @@ mod tests {
         let mut v = Value::Seq((0..5).map(leaf).collect());
         let patch = Patch::Seq(vec![
             SeqOp::Remove { index: 1, count: 2 },
-            SeqOp::Set { index: 1, patch: Patch::Set(leaf(30)) },
-            SeqOp::Insert { index: 0, values: vec![leaf(9)] },
+            SeqOp::Set {
+                index: 1,
+                patch: Patch::Set(leaf(30)),
+            },
+            SeqOp::Insert {
+                index: 0,
+                values: vec![leaf(9)],
+            },
             SeqOp::Push(vec![leaf(7)]),
         ]);
         v.apply(&patch).expect("valid patch");
-        assert_eq!(v, Value::Seq(vec![leaf(9), leaf(0), leaf(30), leaf(4), leaf(7)]));
+        assert_eq!(
+            v,
+            Value::Seq(vec![leaf(9), leaf(0), leaf(30), leaf(4), leaf(7)])
+        );
     }
 
     #[test]
@@ -242,13 +276,48 @@ mod tests {
             (1, Value::Map(vec![(b"k".to_vec(), leaf(2))])),
         ]);
         let bad = [
-            Patch::Record(vec![(0, Patch::Seq(vec![SeqOp::Push(vec![leaf(5)]), SeqOp::Remove { index: 0, count: 3 }]))]),
-            Patch::Record(vec![(0, Patch::Set(leaf(1))), (1, Patch::Map(vec![MapOp::Remove { key: b"x".to_vec() }]))]),
+            Patch::Record(vec![(
+                0,
+                Patch::Seq(vec![
+                    SeqOp::Push(vec![leaf(5)]),
+                    SeqOp::Remove { index: 0, count: 3 },
+                ]),
+            )]),
+            Patch::Record(vec![
+                (0, Patch::Set(leaf(1))),
+                (1, Patch::Map(vec![MapOp::Remove { key: b"x".to_vec() }])),
+            ]),
             Patch::Record(vec![(0, Patch::Set(leaf(1))), (5, Patch::Set(leaf(1)))]),
-            Patch::Record(vec![(0, Patch::Splice(vec![Edit { skip: 0, delete: 99, insert: vec![] }]))]),
-            Patch::Record(vec![(0, Patch::Splice(vec![Edit { skip: 0, delete: 1, insert: vec![0xff] }]))]),
+            Patch::Record(vec![(
+                0,
+                Patch::Splice(vec![Edit {
+                    skip: 0,
+                    delete: 99,
+                    insert: vec![],
+                }]),
+            )]),
+            Patch::Record(vec![(
+                0,
+                Patch::Splice(vec![Edit {
+                    skip: 0,
+                    delete: 1,
+                    insert: vec![0xff],
+                }]),
+            )]),
             Patch::Record(vec![(1, Patch::Seq(vec![]))]),
-            Patch::Record(vec![(0, Patch::Seq(vec![SeqOp::Insert { index: 0, values: vec![leaf(3)] }, SeqOp::Set { index: 0, patch: Patch::Set(leaf(4)) }]))]),
+            Patch::Record(vec![(
+                0,
+                Patch::Seq(vec![
+                    SeqOp::Insert {
+                        index: 0,
+                        values: vec![leaf(3)],
+                    },
+                    SeqOp::Set {
+                        index: 0,
+                        patch: Patch::Set(leaf(4)),
+                    },
+                ]),
+            )]),
         ];
         for p in &bad {
             let mut v = original.clone();
@@ -260,17 +329,31 @@ mod tests {
     #[test]
     fn errors_name_the_path() {
         let mut v = Value::Record(vec![(3, Value::Seq(vec![leaf(1)]))]);
-        let p = Patch::Record(vec![(3, Patch::Seq(vec![SeqOp::Set { index: 4, patch: Patch::Set(leaf(0)) }]))]);
+        let p = Patch::Record(vec![(
+            3,
+            Patch::Seq(vec![SeqOp::Set {
+                index: 4,
+                patch: Patch::Set(leaf(0)),
+            }]),
+        )]);
         let e = v.apply(&p).expect_err("index 4 is out of range");
         assert_eq!(e.path(), &[PathStep::Field(3)]);
-        assert_eq!(e.to_string(), "cannot apply delta at field 3: index 4 out of range for length 1");
+        assert_eq!(
+            e.to_string(),
+            "cannot apply delta at field 3: index 4 out of range for length 1"
+        );
     }
 
     #[test]
     fn splices_rewrite_the_encoding() {
         let mut v = Value::Leaf(b"hello".to_vec());
         // Header byte, then "hello": replace "ell" by "ipp".
-        v.apply(&Patch::Splice(vec![Edit { skip: 2, delete: 3, insert: b"ipp".to_vec() }])).expect("in range");
+        v.apply(&Patch::Splice(vec![Edit {
+            skip: 2,
+            delete: 3,
+            insert: b"ipp".to_vec(),
+        }]))
+        .expect("in range");
         assert_eq!(v, Value::Leaf(b"hippo".to_vec()));
     }
 }

@@ -112,9 +112,7 @@ impl Value {
                 wire::header_len(entries.len() as u64)
                     + entries
                         .iter()
-                        .map(|(k, v)| {
-                            wire::varint_len(k.len() as u64) + k.len() + v.encoded_len()
-                        })
+                        .map(|(k, v)| wire::varint_len(k.len() as u64) + k.len() + v.encoded_len())
                         .sum::<usize>()
             }
             Value::Option(None) => 1,
@@ -134,7 +132,11 @@ impl Value {
         let offset = r.position();
         let (k, arg) = r.header()?;
         if !kind::is_value(k) {
-            return Err(DecodeError::BadKind { kind: k, offset, expected: "a value" });
+            return Err(DecodeError::BadKind {
+                kind: k,
+                offset,
+                expected: "a value",
+            });
         }
         Value::decode_body(r, k, arg)
     }
@@ -193,7 +195,10 @@ pub(crate) fn read_field_id(r: &mut Reader<'_>, previous: Option<u16>) -> Result
 
 /// Reads a map key and checks it follows `previous` in strictly increasing
 /// bytewise order.
-pub(crate) fn read_key(r: &mut Reader<'_>, previous: Option<&[u8]>) -> Result<Vec<u8>, DecodeError> {
+pub(crate) fn read_key(
+    r: &mut Reader<'_>,
+    previous: Option<&[u8]>,
+) -> Result<Vec<u8>, DecodeError> {
     let offset = r.position();
     let key = r.bytes()?;
     if previous.is_some_and(|p| p >= key) {
@@ -209,7 +214,10 @@ mod tests {
     fn sample() -> Value {
         Value::Record(vec![
             (0, Value::Leaf(vec![1, 2, 3])),
-            (1, Value::Seq(vec![Value::Leaf(vec![]), Value::Leaf(vec![9; 40])])),
+            (
+                1,
+                Value::Seq(vec![Value::Leaf(vec![]), Value::Leaf(vec![9; 40])]),
+            ),
             (
                 7,
                 Value::Map(vec![
@@ -237,24 +245,36 @@ mod tests {
         }
         let mut extra = bytes.clone();
         extra.push(0);
-        assert!(matches!(Value::from_bytes(&extra), Err(DecodeError::TrailingBytes { .. })));
+        assert!(matches!(
+            Value::from_bytes(&extra),
+            Err(DecodeError::TrailingBytes { .. })
+        ));
     }
 
     #[test]
     fn unordered_entries_are_rejected() {
         let v = Value::Record(vec![(2, Value::Leaf(vec![])), (1, Value::Leaf(vec![]))]);
-        assert!(matches!(Value::from_bytes(&v.to_bytes()), Err(DecodeError::Unordered { .. })));
+        assert!(matches!(
+            Value::from_bytes(&v.to_bytes()),
+            Err(DecodeError::Unordered { .. })
+        ));
         let m = Value::Map(vec![
             (b"b".to_vec(), Value::Leaf(vec![])),
             (b"a".to_vec(), Value::Leaf(vec![])),
         ]);
-        assert!(matches!(Value::from_bytes(&m.to_bytes()), Err(DecodeError::Unordered { .. })));
+        assert!(matches!(
+            Value::from_bytes(&m.to_bytes()),
+            Err(DecodeError::Unordered { .. })
+        ));
     }
 
     #[test]
     fn deep_nesting_is_rejected_without_overflowing_the_stack() {
         let mut bytes = vec![kind::SOME << 4; 100_000];
         bytes.push(kind::NONE << 4);
-        assert!(matches!(Value::from_bytes(&bytes), Err(DecodeError::TooDeep { .. })));
+        assert!(matches!(
+            Value::from_bytes(&bytes),
+            Err(DecodeError::TooDeep { .. })
+        ));
     }
 }

@@ -128,7 +128,11 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0, depth: 0 }
+        Self {
+            buf,
+            pos: 0,
+            depth: 0,
+        }
     }
 
     pub(crate) fn position(&self) -> usize {
@@ -162,15 +166,19 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn byte(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.get(self.pos).ok_or(DecodeError::Truncated {
-            offset: self.pos,
-        })?;
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(DecodeError::Truncated { offset: self.pos })?;
         self.pos += 1;
         Ok(b)
     }
 
     pub(crate) fn peek(&self) -> Result<u8, DecodeError> {
-        self.buf.get(self.pos).copied().ok_or(DecodeError::Truncated { offset: self.pos })
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(DecodeError::Truncated { offset: self.pos })
     }
 
     pub(crate) fn varint(&mut self) -> Result<u64, DecodeError> {
@@ -261,7 +269,17 @@ mod tests {
 
     #[test]
     fn varints_round_trip_and_reject_overlong_forms() {
-        for v in [0u64, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
             assert_eq!(out.len(), varint_len(v), "{v}");

@@ -24,6 +24,12 @@ impl<T> Opaque<T> {
     }
 }
 
+impl<T> Default for Opaque<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> Clone for Opaque<T> {
     fn clone(&self) -> Self {
         *self
@@ -67,7 +73,7 @@ where
         Value::Leaf(codec::encode(value))
     }
 
-    fn from_value(self, value: &Value) -> Result<T, ApplyError> {
+    fn decode(self, value: &Value) -> Result<T, ApplyError> {
         match value {
             Value::Leaf(bytes) => Ok(codec::decode(bytes)?),
             other => Err(ApplyError::shape("leaf", other.shape())),
@@ -91,7 +97,8 @@ where
     }
 
     fn prepare(self, target: &T, patch: &Patch) -> Result<T, ApplyError> {
-        replacement(self, target, patch).unwrap_or_else(|| Err(ApplyError::shape("leaf", "structural patch")))
+        replacement(self, target, patch)
+            .unwrap_or_else(|| Err(ApplyError::shape("leaf", "structural patch")))
     }
 
     fn commit(self, target: &mut T, prepared: T) {
@@ -124,7 +131,7 @@ impl Strategy<Vec<u8>> for Bytes {
         Value::Leaf(value.clone())
     }
 
-    fn from_value(self, value: &Value) -> Result<Vec<u8>, ApplyError> {
+    fn decode(self, value: &Value) -> Result<Vec<u8>, ApplyError> {
         match value {
             Value::Leaf(bytes) => Ok(bytes.clone()),
             other => Err(ApplyError::shape("leaf", other.shape())),
@@ -152,7 +159,8 @@ impl Strategy<Vec<u8>> for Bytes {
     }
 
     fn prepare(self, target: &Vec<u8>, patch: &Patch) -> Result<Vec<u8>, ApplyError> {
-        replacement(self, target, patch).unwrap_or_else(|| Err(ApplyError::shape("leaf", "structural patch")))
+        replacement(self, target, patch)
+            .unwrap_or_else(|| Err(ApplyError::shape("leaf", "structural patch")))
     }
 
     fn commit(self, target: &mut Vec<u8>, prepared: Vec<u8>) {

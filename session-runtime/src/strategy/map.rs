@@ -156,26 +156,31 @@ where
     }
 
     fn to_value(self, value: &M) -> Value {
-        let mut entries: Vec<(Vec<u8>, Value)> =
-            value.entries().map(|(k, v)| (codec::encode(k), self.0.to_value(v))).collect();
+        let mut entries: Vec<(Vec<u8>, Value)> = value
+            .entries()
+            .map(|(k, v)| (codec::encode(k), self.0.to_value(v)))
+            .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Value::Map(entries)
     }
 
-    fn from_value(self, value: &Value) -> Result<M, ApplyError> {
+    fn decode(self, value: &Value) -> Result<M, ApplyError> {
         let Value::Map(entries) = value else {
             return Err(ApplyError::shape("map", value.shape()));
         };
         let mut out = M::default();
         for (k, v) in entries {
             let at = |e: ApplyError| e.within(PathStep::Key(k.clone()));
-            out.put(decode_key(k).map_err(at)?, self.0.from_value(v).map_err(at)?);
+            out.put(decode_key(k).map_err(at)?, self.0.decode(v).map_err(at)?);
         }
         Ok(out)
     }
 
     fn encode(self, value: &M, out: &mut Vec<u8>) {
-        let mut entries: Vec<(Vec<u8>, &M::Val)> = value.entries().map(|(k, v)| (codec::encode(k), v)).collect();
+        let mut entries: Vec<(Vec<u8>, &M::Val)> = value
+            .entries()
+            .map(|(k, v)| (codec::encode(k), v))
+            .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         wire::put_header(out, kind::MAP, entries.len() as u64);
         for (k, v) in entries {
@@ -189,7 +194,9 @@ where
     }
 
     fn eq(self, a: &M, b: &M) -> bool {
-        a.len() == b.len() && a.entries().all(|(k, v)| b.lookup(k).is_some_and(|w| self.0.eq(v, w)))
+        a.len() == b.len()
+            && a.entries()
+                .all(|(k, v)| b.lookup(k).is_some_and(|w| self.0.eq(v, w)))
     }
 
     fn diff(self, current: &M, benchmark: &M) -> Option<Patch> {
@@ -199,12 +206,21 @@ where
             match benchmark.lookup(k) {
                 None => {
                     added += 1;
-                    ops.push(MapOp::Put { key: codec::encode(k), value: self.0.to_value(v) });
+                    ops.push(MapOp::Put {
+                        key: codec::encode(k),
+                        value: self.0.to_value(v),
+                    });
                 }
                 Some(old) => match self.0.diff(v, old) {
                     None => {}
-                    Some(Patch::Set(value)) => ops.push(MapOp::Put { key: codec::encode(k), value }),
-                    Some(patch) => ops.push(MapOp::Patch { key: codec::encode(k), patch }),
+                    Some(Patch::Set(value)) => ops.push(MapOp::Put {
+                        key: codec::encode(k),
+                        value,
+                    }),
+                    Some(patch) => ops.push(MapOp::Patch {
+                        key: codec::encode(k),
+                        patch,
+                    }),
                 },
             }
         }
@@ -213,7 +229,9 @@ where
             // than the current keys it shares.
             for (k, _) in benchmark.entries() {
                 if current.lookup(k).is_none() {
-                    ops.push(MapOp::Remove { key: codec::encode(k) });
+                    ops.push(MapOp::Remove {
+                        key: codec::encode(k),
+                    });
                 }
             }
         }
@@ -233,7 +251,9 @@ where
             let at = |e: ApplyError| e.within(PathStep::Key(op.key().to_vec()));
             let key: M::Key = decode_key(op.key()).map_err(at)?;
             out.push(match op {
-                MapOp::Put { value, .. } => PreparedMapOp::Put(key, self.0.from_value(value).map_err(at)?),
+                MapOp::Put { value, .. } => {
+                    PreparedMapOp::Put(key, self.0.decode(value).map_err(at)?)
+                }
                 MapOp::Patch { patch, .. } => {
                     let old = target.lookup(&key).ok_or_else(|| missing(op.key()))?;
                     PreparedMapOp::Patch(key, self.0.prepare(old, patch).map_err(at)?)
@@ -373,14 +393,16 @@ where
         Value::Map(keys.into_iter().map(|k| (k, member())).collect())
     }
 
-    fn from_value(self, value: &Value) -> Result<Q, ApplyError> {
+    fn decode(self, value: &Value) -> Result<Q, ApplyError> {
         let Value::Map(entries) = value else {
             return Err(ApplyError::shape("map", value.shape()));
         };
         let mut out = Q::default();
         for (k, v) in entries {
             if *v != member() {
-                return Err(ApplyError::shape("empty leaf", v.shape()).within(PathStep::Key(k.clone())));
+                return Err(
+                    ApplyError::shape("empty leaf", v.shape()).within(PathStep::Key(k.clone()))
+                );
             }
             out.add(decode_key(k).map_err(|e| e.within(PathStep::Key(k.clone())))?);
         }
@@ -403,10 +425,20 @@ where
         let mut ops: Vec<MapOp> = current
             .elems()
             .filter(|e| !benchmark.has(e))
-            .map(|e| MapOp::Put { key: codec::encode(e), value: member() })
+            .map(|e| MapOp::Put {
+                key: codec::encode(e),
+                value: member(),
+            })
             .collect();
         if benchmark.len() + ops.len() > current.len() {
-            ops.extend(benchmark.elems().filter(|e| !current.has(e)).map(|e| MapOp::Remove { key: codec::encode(e) }));
+            ops.extend(
+                benchmark
+                    .elems()
+                    .filter(|e| !current.has(e))
+                    .map(|e| MapOp::Remove {
+                        key: codec::encode(e),
+                    }),
+            );
         }
         ops.sort_unstable_by(|a, b| a.key().cmp(b.key()));
         (!ops.is_empty()).then(|| smaller(self, current, Patch::Map(ops)))
@@ -425,7 +457,9 @@ where
             let elem: Q::Elem = decode_key(op.key()).map_err(at)?;
             match op {
                 MapOp::Put { value, .. } if *value == member() => out.push((elem, true)),
-                MapOp::Put { value, .. } => return Err(at(ApplyError::shape("empty leaf", value.shape()))),
+                MapOp::Put { value, .. } => {
+                    return Err(at(ApplyError::shape("empty leaf", value.shape())))
+                }
                 MapOp::Patch { .. } => return Err(at(ApplyError::shape("set element", "patch"))),
                 MapOp::Remove { .. } if target.has(&elem) => out.push((elem, false)),
                 MapOp::Remove { key } => return Err(missing(key)),

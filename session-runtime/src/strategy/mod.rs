@@ -40,7 +40,7 @@ pub trait Strategy<T>: Copy {
     fn to_value(self, value: &T) -> Value;
 
     /// `T` from a tree.
-    fn from_value(self, value: &Value) -> Result<T, ApplyError>;
+    fn decode(self, value: &Value) -> Result<T, ApplyError>;
 
     /// Appends the encoding of `to_value(value)`.
     fn encode(self, value: &T, out: &mut Vec<u8>);
@@ -63,15 +63,20 @@ pub trait Strategy<T>: Copy {
 
 /// For a patch that replaces the whole node (a value, or byte runs of its
 /// encoding), the new value; `None` for structural patches.
-pub(crate) fn replacement<T, S: Strategy<T>>(s: S, target: &T, patch: &Patch) -> Option<Result<T, ApplyError>> {
+pub(crate) fn replacement<T, S: Strategy<T>>(
+    s: S,
+    target: &T,
+    patch: &Patch,
+) -> Option<Result<T, ApplyError>> {
     match patch {
-        Patch::Set(v) => Some(s.from_value(v)),
+        Patch::Set(v) => Some(s.decode(v)),
         Patch::Splice(edits) => Some((|| {
             let mut old = Vec::new();
             s.encode(target, &mut old);
-            let new = splice(&old, edits)
-                .map_err(|(end, len)| ApplyError::new(ApplyErrorKind::SpliceOutOfRange { end, len }))?;
-            s.from_value(&Value::from_bytes(&new)?)
+            let new = splice(&old, edits).map_err(|(end, len)| {
+                ApplyError::new(ApplyErrorKind::SpliceOutOfRange { end, len })
+            })?;
+            s.decode(&Value::from_bytes(&new)?)
         })()),
         _ => None,
     }

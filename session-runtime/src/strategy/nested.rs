@@ -20,6 +20,12 @@ impl<T> Nested<T> {
     }
 }
 
+impl<T> Default for Nested<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> Clone for Nested<T> {
     fn clone(&self) -> Self {
         *self
@@ -62,7 +68,7 @@ impl<T: Session> Strategy<T> for Nested<T> {
         value.to_value()
     }
 
-    fn from_value(self, value: &Value) -> Result<T, ApplyError> {
+    fn decode(self, value: &Value) -> Result<T, ApplyError> {
         T::from_value(value)
     }
 

@@ -37,10 +37,14 @@ impl<T, S: Strategy<T>> Strategy<Option<T>> for OptionOf<S> {
         Value::Option(value.as_ref().map(|v| Box::new(self.0.to_value(v))))
     }
 
-    fn from_value(self, value: &Value) -> Result<Option<T>, ApplyError> {
+    fn decode(self, value: &Value) -> Result<Option<T>, ApplyError> {
         match value {
             Value::Option(None) => Ok(None),
-            Value::Option(Some(v)) => self.0.from_value(v).map(Some).map_err(|e| e.within(PathStep::Some)),
+            Value::Option(Some(v)) => self
+                .0
+                .decode(v)
+                .map(Some)
+                .map_err(|e| e.within(PathStep::Some)),
             other => Err(ApplyError::shape("option", other.shape())),
         }
     }
@@ -84,9 +88,11 @@ impl<T, S: Strategy<T>> Strategy<Option<T>> for OptionOf<S> {
             return whole.map(OptionPrepared::Replace);
         }
         match (patch, target) {
-            (Patch::Some(p), Some(v)) => {
-                self.0.prepare(v, p).map(OptionPrepared::Inner).map_err(|e| e.within(PathStep::Some))
-            }
+            (Patch::Some(p), Some(v)) => self
+                .0
+                .prepare(v, p)
+                .map(OptionPrepared::Inner)
+                .map_err(|e| e.within(PathStep::Some)),
             (Patch::Some(_), None) => Err(ApplyError::shape("some", "none")),
             _ => Err(ApplyError::shape("option", "other patch")),
         }

@@ -118,7 +118,7 @@ impl<S> SeqOf<S> {
     where
         S: Strategy<Q::Elem>,
     {
-        values.iter().map(|v| self.0.from_value(v)).collect()
+        values.iter().map(|v| self.0.decode(v)).collect()
     }
 }
 
@@ -134,16 +134,24 @@ where
     }
 
     fn to_value(self, value: &Q) -> Value {
-        Value::Seq((0..value.len()).map(|i| self.0.to_value(value.at(i))).collect())
+        Value::Seq(
+            (0..value.len())
+                .map(|i| self.0.to_value(value.at(i)))
+                .collect(),
+        )
     }
 
-    fn from_value(self, value: &Value) -> Result<Q, ApplyError> {
+    fn decode(self, value: &Value) -> Result<Q, ApplyError> {
         let Value::Seq(items) = value else {
             return Err(ApplyError::shape("sequence", value.shape()));
         };
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            out.push(self.0.from_value(item).map_err(|e| e.within(PathStep::Index(i as u64)))?);
+            out.push(
+                self.0
+                    .decode(item)
+                    .map_err(|e| e.within(PathStep::Index(i as u64)))?,
+            );
         }
         Ok(Q::from_vec(out))
     }
@@ -171,24 +179,44 @@ where
     fn diff(self, current: &Q, benchmark: &Q) -> Option<Patch> {
         let (old, new) = (benchmark.len(), current.len());
         let shorter = old.min(new);
-        let prefix = (0..shorter).take_while(|&i| self.0.eq(current.at(i), benchmark.at(i))).count();
+        let prefix = (0..shorter)
+            .take_while(|&i| self.0.eq(current.at(i), benchmark.at(i)))
+            .count();
         let suffix = (0..shorter - prefix)
-            .take_while(|&k| self.0.eq(current.at(new - 1 - k), benchmark.at(old - 1 - k)))
+            .take_while(|&k| {
+                self.0
+                    .eq(current.at(new - 1 - k), benchmark.at(old - 1 - k))
+            })
             .count();
         let (mid_old, mid_new) = (old - prefix - suffix, new - prefix - suffix);
         let paired = mid_old.min(mid_new);
         let mut ops = Vec::new();
         for i in prefix..prefix + paired {
             if let Some(patch) = self.0.diff(current.at(i), benchmark.at(i)) {
-                ops.push(SeqOp::Set { index: i as u64, patch });
+                ops.push(SeqOp::Set {
+                    index: i as u64,
+                    patch,
+                });
             }
         }
         let at = prefix + paired;
         if mid_old > mid_new {
-            ops.push(SeqOp::Remove { index: at as u64, count: (mid_old - mid_new) as u64 });
+            ops.push(SeqOp::Remove {
+                index: at as u64,
+                count: (mid_old - mid_new) as u64,
+            });
         } else if mid_new > mid_old {
-            let values = (at..prefix + mid_new).map(|i| self.0.to_value(current.at(i))).collect();
-            ops.push(if at == old { SeqOp::Push(values) } else { SeqOp::Insert { index: at as u64, values } });
+            let values = (at..prefix + mid_new)
+                .map(|i| self.0.to_value(current.at(i)))
+                .collect();
+            ops.push(if at == old {
+                SeqOp::Push(values)
+            } else {
+                SeqOp::Insert {
+                    index: at as u64,
+                    values,
+                }
+            });
         }
         (!ops.is_empty()).then(|| smaller(self, current, Patch::Seq(ops)))
     }
@@ -207,12 +235,18 @@ where
         let mut patched = BTreeSet::new();
         let mut out = Vec::with_capacity(ops.len());
         let out_of_range = |index: u64, len: usize| {
-            ApplyError::new(ApplyErrorKind::IndexOutOfRange { index, len: len as u64 })
+            ApplyError::new(ApplyErrorKind::IndexOutOfRange {
+                index,
+                len: len as u64,
+            })
         };
         for op in ops {
             match op {
                 SeqOp::Set { index, patch } => {
-                    let i = usize::try_from(*index).ok().filter(|i| *i < len).ok_or_else(|| out_of_range(*index, len))?;
+                    let i = usize::try_from(*index)
+                        .ok()
+                        .filter(|i| *i < len)
+                        .ok_or_else(|| out_of_range(*index, len))?;
                     let at = |e: ApplyError| e.within(PathStep::Index(*index));
                     let Some(old) = slots.as_ref().map_or(Some(i), |s| s[i]) else {
                         return Err(at(ApplyError::new(ApplyErrorKind::Conflict(
@@ -220,13 +254,23 @@ where
                         ))));
                     };
                     if !patched.insert(old) {
-                        return Err(at(ApplyError::new(ApplyErrorKind::Conflict("element patched twice"))));
+                        return Err(at(ApplyError::new(ApplyErrorKind::Conflict(
+                            "element patched twice",
+                        ))));
                     }
-                    out.push(PreparedOp::Set(i, self.0.prepare(target.at(old), patch).map_err(at)?));
+                    out.push(PreparedOp::Set(
+                        i,
+                        self.0.prepare(target.at(old), patch).map_err(at)?,
+                    ));
                 }
                 SeqOp::Insert { index, values } => {
-                    let i = usize::try_from(*index).ok().filter(|i| *i <= len).ok_or_else(|| out_of_range(*index, len))?;
-                    let elems = self.decode_all::<Q>(values).map_err(|e| e.within(PathStep::Index(*index)))?;
+                    let i = usize::try_from(*index)
+                        .ok()
+                        .filter(|i| *i <= len)
+                        .ok_or_else(|| out_of_range(*index, len))?;
+                    let elems = self
+                        .decode_all::<Q>(values)
+                        .map_err(|e| e.within(PathStep::Index(*index)))?;
                     let s = slots.get_or_insert_with(|| (0..target.len()).map(Some).collect());
                     s.splice(i..i, elems.iter().map(|_| None));
                     len += elems.len();
@@ -238,14 +282,17 @@ where
                         .zip(usize::try_from(*count).ok())
                         .and_then(|(i, n)| Some((i, i.checked_add(n)?)))
                         .filter(|(_, end)| *end <= len);
-                    let (i, end) = range.ok_or_else(|| out_of_range(index.saturating_add(*count), len))?;
+                    let (i, end) =
+                        range.ok_or_else(|| out_of_range(index.saturating_add(*count), len))?;
                     let s = slots.get_or_insert_with(|| (0..target.len()).map(Some).collect());
                     s.drain(i..end);
                     len -= end - i;
                     out.push(PreparedOp::Remove(i, end));
                 }
                 SeqOp::Push(values) => {
-                    let elems = self.decode_all::<Q>(values).map_err(|e| e.within(PathStep::Index(len as u64)))?;
+                    let elems = self
+                        .decode_all::<Q>(values)
+                        .map_err(|e| e.within(PathStep::Index(len as u64)))?;
                     if let Some(s) = slots.as_mut() {
                         s.extend(elems.iter().map(|_| None));
                     }
@@ -268,8 +315,12 @@ where
                                 self.0.commit(e, p);
                             }
                         }
-                        PreparedOp::Insert(i, elems) if i <= target.len() => target.insert_all(i, elems),
-                        PreparedOp::Remove(i, end) if end <= target.len() => target.remove_range(i, end),
+                        PreparedOp::Insert(i, elems) if i <= target.len() => {
+                            target.insert_all(i, elems)
+                        }
+                        PreparedOp::Remove(i, end) if end <= target.len() => {
+                            target.remove_range(i, end)
+                        }
                         PreparedOp::Push(elems) => target.push_all(elems),
                         // Unreachable after `prepare`; ignored rather than panicking.
                         PreparedOp::Insert(..) | PreparedOp::Remove(..) => {}
