@@ -54,6 +54,22 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     }
 }
 
+/// Decodes a value that must use every byte of `bytes`, and whose encoding
+/// they must be: bincode also accepts other forms (an integer in a wider
+/// varint than it needs), which a store node, keeping the bytes, and an
+/// application server, keeping the decoded value, would then encode
+/// differently.
+pub fn decode_canonical<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let value: T = decode(bytes)?;
+    if encode(&value) != bytes {
+        return Err(DecodeError::Leaf(format!(
+            "not the canonical encoding of a `{}`",
+            std::any::type_name::<T>()
+        )));
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +88,13 @@ mod tests {
         assert!(
             decode::<Vec<u8>>(&[0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err()
         );
+    }
+
+    #[test]
+    fn canonical_decoding_rejects_wider_forms() {
+        // 1 as a u32 is one byte; bincode also reads it behind the u16 marker.
+        assert_eq!(decode::<u32>(&[251, 1, 0]), Ok(1));
+        assert!(decode_canonical::<u32>(&[251, 1, 0]).is_err());
+        assert_eq!(decode_canonical::<u32>(&[1]), Ok(1));
     }
 }

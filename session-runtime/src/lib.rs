@@ -72,12 +72,18 @@
 #![deny(missing_docs)]
 
 mod binary;
+mod client;
 pub mod codec;
 mod delta;
 mod error;
+mod id;
+pub mod net;
+pub mod node;
 mod patch;
+pub mod replication;
 mod schema;
 mod session;
+pub mod store;
 mod strategy;
 mod tracked;
 mod tree;
@@ -90,7 +96,10 @@ pub mod __private;
 
 pub use binary::BinaryBenchmark;
 pub use delta::Delta;
+pub use client::{Client, ClientConfig, ClientError};
 pub use error::{ApplyError, ApplyErrorKind, DecodeError, PathStep};
+pub use id::{ParseSessionIdError, SessionId};
+pub use net::message::Durability;
 pub use patch::{Edit, MapOp, Patch, SeqOp};
 pub use schema::{FieldInfo, Schema};
 pub use session::Session;

@@ -15,8 +15,8 @@ pub use crate::patch::Patch;
 pub use crate::schema::{FieldInfo, Schema};
 pub use crate::session::Session;
 pub use crate::strategy::{
-    Bytes, MapOf, Nested, NestedSession, Opaque, OpaqueValue, OptionOf, Probe, SeqOf, SetOf,
-    Strategy,
+    Bytes, MapOf, Nested, Opaque, OpaqueValue, OptionOf, PickNested, PickOpaque, Probe, SeqOf,
+    SetOf, Strategy,
 };
 pub use crate::value::Value;
 

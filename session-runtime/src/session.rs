@@ -83,8 +83,9 @@ pub trait Session: Sized + 'static {
     #[doc(hidden)]
     fn __is_dirty(benchmark: &Self::Benchmark) -> bool;
 
+    /// The delta of the written fields against their benchmarks.
     #[doc(hidden)]
-    fn __take_delta(&self, benchmark: &mut Self::Benchmark) -> Delta;
+    fn __pending_delta(&self, benchmark: &Self::Benchmark) -> Delta;
 
     /// Checks field patches against `self` and returns the change to make,
     /// which cannot fail.

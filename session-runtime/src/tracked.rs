@@ -37,15 +37,24 @@ use crate::session::Session;
 pub struct Tracked<T: Session> {
     value: T,
     benchmark: T::Benchmark,
+    version: u64,
 }
 
 impl<T: Session> Tracked<T> {
     /// Starts tracking; the benchmark is the value as given.
     pub fn new(value: T) -> Self {
-        Self {
-            value,
-            benchmark: T::Benchmark::default(),
-        }
+        Self::with_version(value, 0)
+    }
+
+    /// Starts tracking a value that is `version` of a stored session.
+    pub fn with_version(value: T, version: u64) -> Self {
+        Self { value, benchmark: T::Benchmark::default(), version }
+    }
+
+    /// The version of the stored session this value was loaded or last
+    /// committed as (0 for a value never stored).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The write proxy: `tracked.edit().field()` returns `&mut` to a mutable
@@ -64,7 +73,28 @@ impl<T: Session> Tracked<T> {
     /// their benchmarks. Resets dirtiness: the current value becomes the
     /// benchmark.
     pub fn take_delta(&mut self) -> Delta {
-        self.value.__take_delta(&mut self.benchmark)
+        let delta = self.pending_delta();
+        self.benchmark = T::Benchmark::default();
+        delta
+    }
+
+    /// The changes to the written fields, without resetting anything: what
+    /// a commit ships, kept until the store accepted it.
+    pub fn pending_delta(&self) -> Delta {
+        self.value.__pending_delta(&self.benchmark)
+    }
+
+    /// The store accepted the pending changes as `version`: they become the
+    /// benchmark.
+    pub fn mark_committed(&mut self, version: u64) {
+        self.benchmark = T::Benchmark::default();
+        self.version = version;
+    }
+
+    /// Applies changes that are already stored (the refresh of a merged
+    /// commit) to the value, without marking anything dirty.
+    pub fn apply_stored(&mut self, delta: &Delta) -> Result<(), crate::ApplyError> {
+        self.value.apply(delta)
     }
 
     /// Stops tracking, returning the value (unsent changes are forgotten).
@@ -85,6 +115,7 @@ impl<T: Session + fmt::Debug> fmt::Debug for Tracked<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Tracked")
             .field("value", &self.value)
+            .field("version", &self.version)
             .field("dirty", &self.is_dirty())
             .finish()
     }

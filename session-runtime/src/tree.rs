@@ -42,6 +42,17 @@ enum Slot {
     New,
 }
 
+impl Slot {
+    /// The slots of a sequence of `len` elements when only pushes have
+    /// followed its first `old` (unshifted) elements.
+    fn initial(old: usize, len: u64) -> Vec<Slot> {
+        // `len` counts elements in memory (old ones and pushed values).
+        (0..len as usize)
+            .map(|i| if i < old { Slot::Old(i) } else { Slot::New })
+            .collect()
+    }
+}
+
 /// Checks `patch` against `node`, collecting the results of byte splices
 /// (which must be decoded to be checked) in the order [`commit`] meets them.
 fn check(node: &Value, patch: &Patch, spliced: &mut Vec<Value>) -> Result<(), ApplyError> {
@@ -114,10 +125,15 @@ fn check_seq(items: &[Value], ops: &[SeqOp], spliced: &mut Vec<Value>) -> Result
                 if *index >= len {
                     return Err(out_of_range(*index, len));
                 }
-                // `index < len`, and `len` counts elements in memory.
-                let slot = slots
-                    .as_ref()
-                    .map_or(Slot::Old(*index as usize), |s| s[*index as usize]);
+                // `index < len`, and `len` counts elements in memory. Until
+                // an insert or remove shifts positions, the old elements keep
+                // theirs and only pushed ones lie past them.
+                let at = *index as usize;
+                let slot = match &slots {
+                    Some(s) => s[at],
+                    None if at < items.len() => Slot::Old(at),
+                    None => Slot::New,
+                };
                 let Slot::Old(old) = slot else {
                     return Err(ApplyError::new(ApplyErrorKind::Conflict(
                         "patch of an element inserted by the same patch",
@@ -137,7 +153,7 @@ fn check_seq(items: &[Value], ops: &[SeqOp], spliced: &mut Vec<Value>) -> Result
                 if *index > len {
                     return Err(out_of_range(*index, len));
                 }
-                let s = slots.get_or_insert_with(|| (0..items.len()).map(Slot::Old).collect());
+                let s = slots.get_or_insert_with(|| Slot::initial(items.len(), len));
                 let at = *index as usize;
                 s.splice(at..at, values.iter().map(|_| Slot::New));
                 len += values.len() as u64;
@@ -147,7 +163,7 @@ fn check_seq(items: &[Value], ops: &[SeqOp], spliced: &mut Vec<Value>) -> Result
                 let Some(end) = end else {
                     return Err(out_of_range(index.saturating_add(*count), len));
                 };
-                let s = slots.get_or_insert_with(|| (0..items.len()).map(Slot::Old).collect());
+                let s = slots.get_or_insert_with(|| Slot::initial(items.len(), len));
                 s.drain(*index as usize..end as usize);
                 len -= count;
             }
@@ -316,6 +332,24 @@ mod tests {
                         index: 0,
                         patch: Patch::Set(leaf(4)),
                     },
+                ]),
+            )]),
+            Patch::Record(vec![(
+                0,
+                Patch::Seq(vec![
+                    SeqOp::Push(vec![leaf(3)]),
+                    SeqOp::Set {
+                        index: 1,
+                        patch: Patch::Set(leaf(4)),
+                    },
+                ]),
+            )]),
+            Patch::Record(vec![(
+                0,
+                Patch::Seq(vec![
+                    SeqOp::Push(vec![leaf(3)]),
+                    SeqOp::Remove { index: 0, count: 2 },
+                    SeqOp::Remove { index: 0, count: 1 },
                 ]),
             )]),
         ];

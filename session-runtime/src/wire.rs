@@ -41,6 +41,12 @@ pub(crate) mod kind {
     pub fn is_value(kind: u8) -> bool {
         kind <= SOME
     }
+
+    /// Whether headers of this kind carry an argument; those of the kinds
+    /// that do not must have 0 there, so that each node has one encoding.
+    pub fn takes_argument(kind: u8) -> bool {
+        !matches!(kind, NONE | SOME | PATCH_SOME | REMOVE)
+    }
 }
 
 /// Sequence operation codes: the low two bits of an operation's header; the
@@ -205,8 +211,16 @@ impl<'a> Reader<'a> {
 
     /// Reads a node header as `(kind, arg)`.
     pub(crate) fn header(&mut self) -> Result<(u8, u64), DecodeError> {
+        let start = self.pos;
         let b = self.byte()?;
         let (kind, low) = (b >> 4, u64::from(b & 0x0f));
+        if low != 0 && !kind::takes_argument(kind) {
+            return Err(DecodeError::BadKind {
+                kind,
+                offset: start,
+                expected: "a header with argument 0 (this kind takes none)",
+            });
+        }
         let arg = if low <= INLINE_MAX {
             low
         } else {
@@ -303,6 +317,19 @@ mod tests {
             put_seq_op(&mut op, seq_op::PUSH, arg);
             assert_eq!(op.len(), seq_op_len(arg));
             assert_eq!(Reader::new(&op).seq_op().ok(), Some((seq_op::PUSH, arg)));
+        }
+    }
+
+    #[test]
+    fn kinds_without_an_argument_reject_one() {
+        for k in [kind::NONE, kind::SOME, kind::PATCH_SOME, kind::REMOVE] {
+            assert_eq!(Reader::new(&[k << 4]).header().ok(), Some((k, 0)));
+            for low in [1, 14, 15] {
+                assert!(
+                    Reader::new(&[k << 4 | low, 0]).header().is_err(),
+                    "{k} {low}"
+                );
+            }
         }
     }
 

@@ -75,7 +75,7 @@ where
 
     fn decode(self, value: &Value) -> Result<T, ApplyError> {
         match value {
-            Value::Leaf(bytes) => Ok(codec::decode(bytes)?),
+            Value::Leaf(bytes) => Ok(codec::decode_canonical(bytes)?),
             other => Err(ApplyError::shape("leaf", other.shape())),
         }
     }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{replacement, smaller, Strategy};
 use crate::codec;
-use crate::error::{ApplyError, ApplyErrorKind, DecodeError, PathStep};
+use crate::error::{ApplyError, ApplyErrorKind, PathStep};
 use crate::patch::{MapOp, Patch};
 use crate::value::Value;
 use crate::wire::{self, kind};
@@ -85,14 +85,10 @@ impl<K: Ord, V> MapLike for BTreeMap<K, V> {
     }
 }
 
-/// Decodes a key and checks that its bytes are its canonical encoding, so
-/// that distinct key bytes always mean distinct keys.
+/// Decodes a key, which must be in canonical form, so that distinct key
+/// bytes always mean distinct keys.
 fn decode_key<K: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<K, ApplyError> {
-    let key: K = codec::decode(bytes)?;
-    if codec::encode(&key) != bytes {
-        return Err(DecodeError::Leaf("map key is not in canonical form".into()).into());
-    }
-    Ok(key)
+    Ok(codec::decode_canonical(bytes)?)
 }
 
 fn missing(key: &[u8]) -> ApplyError {

@@ -98,10 +98,16 @@ pub(crate) fn smaller<T, S: Strategy<T>>(s: S, current: &T, patch: Patch) -> Pat
 }
 
 /// Chooses, at compile time, between [`Nested`] (for types that implement
-/// [`Session`](crate::Session)) and [`Opaque`] (for any other serde type) by
+/// [`Session`](crate::Session)) and [`Opaque`] (for any other type) by
 /// autoref specialization: the derive writes
 /// `(&&Probe::<T>::new()).strategy()`, and method resolution prefers the
-/// impl on `&Probe<T>` when it applies.
+/// impl on `&Probe<T>` ([`PickNested`]) when `T: Session`, else falls back to
+/// the one on `Probe<T>` ([`PickOpaque`]).
+///
+/// The fallback applies to every type, and its method requires
+/// [`OpaqueValue`]: so a type that is neither a session nor a serde value is
+/// reported as an unmet `OpaqueValue` bound, with that trait's message,
+/// rather than as a method that exists but cannot be called.
 #[derive(Debug)]
 pub struct Probe<T>(PhantomData<T>);
 
@@ -119,28 +125,42 @@ impl<T> Default for Probe<T> {
 }
 
 /// Picks [`Nested`] for session types.
-pub trait NestedSession<T> {
+pub trait PickNested<T> {
     /// The strategy for `T`.
     fn strategy(&self) -> Nested<T>;
 }
 
-impl<T: crate::Session> NestedSession<T> for &Probe<T> {
+impl<T: crate::Session> PickNested<T> for &Probe<T> {
     fn strategy(&self) -> Nested<T> {
         Nested::new()
     }
 }
 
-/// Picks [`Opaque`] for serde values that are not sessions.
-pub trait OpaqueValue<T> {
+/// Picks [`Opaque`] for types that are not sessions.
+pub trait PickOpaque<T> {
     /// The strategy for `T`.
-    fn strategy(&self) -> Opaque<T>;
+    fn strategy(&self) -> Opaque<T>
+    where
+        T: OpaqueValue;
 }
 
-impl<T> OpaqueValue<T> for Probe<T>
-where
-    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq,
-{
-    fn strategy(&self) -> Opaque<T> {
+impl<T> PickOpaque<T> for Probe<T> {
+    fn strategy(&self) -> Opaque<T>
+    where
+        T: OpaqueValue,
+    {
         Opaque::new()
     }
 }
+
+/// A field type that is not a session, replaced whole when it changes: it
+/// must be `Serialize`, `DeserializeOwned` and `PartialEq`. Implemented for
+/// every such type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a session field: it is not a `#[derive(Session)]` struct, and not a `Serialize + Deserialize + PartialEq` value either",
+    label = "neither a session nor a serde value with `PartialEq`",
+    note = "derive `Session` for `{Self}` to diff it field by field, or derive `Serialize`, `Deserialize` and `PartialEq` for it to replace it whole when it changes"
+)]
+pub trait OpaqueValue: serde::Serialize + serde::de::DeserializeOwned + PartialEq {}
+
+impl<T> OpaqueValue for T where T: serde::Serialize + serde::de::DeserializeOwned + PartialEq {}

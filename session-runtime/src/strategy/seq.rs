@@ -113,6 +113,13 @@ pub enum PreparedOp<E, P> {
     Push(Vec<E>),
 }
 
+/// Where each element of a sequence of `len` elements comes from when only
+/// pushes have followed its first `old` (unshifted) elements: `Some(i)` for
+/// the old element at `i`, `None` for a pushed one.
+fn initial_slots(old: usize, len: usize) -> Vec<Option<usize>> {
+    (0..len).map(|i| (i < old).then_some(i)).collect()
+}
+
 impl<S> SeqOf<S> {
     fn decode_all<Q: SeqLike>(self, values: &[Value]) -> Result<Vec<Q::Elem>, ApplyError>
     where
@@ -248,7 +255,13 @@ where
                         .filter(|i| *i < len)
                         .ok_or_else(|| out_of_range(*index, len))?;
                     let at = |e: ApplyError| e.within(PathStep::Index(*index));
-                    let Some(old) = slots.as_ref().map_or(Some(i), |s| s[i]) else {
+                    // Until an insert or remove shifts positions, the old
+                    // elements keep theirs and only pushed ones lie past them.
+                    let slot = match &slots {
+                        Some(s) => s[i],
+                        None => (i < target.len()).then_some(i),
+                    };
+                    let Some(old) = slot else {
                         return Err(at(ApplyError::new(ApplyErrorKind::Conflict(
                             "patch of an element inserted by the same patch",
                         ))));
@@ -271,7 +284,7 @@ where
                     let elems = self
                         .decode_all::<Q>(values)
                         .map_err(|e| e.within(PathStep::Index(*index)))?;
-                    let s = slots.get_or_insert_with(|| (0..target.len()).map(Some).collect());
+                    let s = slots.get_or_insert_with(|| initial_slots(target.len(), len));
                     s.splice(i..i, elems.iter().map(|_| None));
                     len += elems.len();
                     out.push(PreparedOp::Insert(i, elems));
@@ -284,7 +297,7 @@ where
                         .filter(|(_, end)| *end <= len);
                     let (i, end) =
                         range.ok_or_else(|| out_of_range(index.saturating_add(*count), len))?;
-                    let s = slots.get_or_insert_with(|| (0..target.len()).map(Some).collect());
+                    let s = slots.get_or_insert_with(|| initial_slots(target.len(), len));
                     s.drain(i..end);
                     len -= end - i;
                     out.push(PreparedOp::Remove(i, end));

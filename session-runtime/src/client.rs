@@ -1,0 +1,456 @@
+//! The application server's side: create, load, commit, delete and touch
+//! sessions on replica sets of store nodes.
+//!
+//! A [`Client`] routes each session to one replica set by a consistent hash
+//! of its id, finds that set's primary, and follows it across a failover:
+//! every call retries on a lost connection or a node that is no longer
+//! primary until [`ClientConfig::failover_timeout`] has passed, and then
+//! fails with [`ClientError::Unavailable`]; no call waits longer. Retries
+//! are safe: a commit carries a random id the node remembers, so a commit
+//! whose answer was lost is not applied twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::delta::Delta;
+use crate::error::ApplyError;
+use crate::id::{random_u64, SessionId};
+use crate::net::connection::encode;
+use crate::net::message::{Durability, ErrorReply, Message, PeerRole, Request, Response, Role};
+use crate::net::{Connection, NetError};
+use crate::node::Stats;
+use crate::session::Session;
+use crate::tracked::Tracked;
+
+/// How a [`Client`] reaches its replica sets.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Replica sets, each given by the addresses of its nodes.
+    pub sets: Vec<Vec<String>>,
+    /// The shared cluster secret.
+    pub secret: Vec<u8>,
+    /// How long one attempt of a request may take (above the nodes'
+    /// `sync_timeout`, so that a `Sync` write's answer is awaited).
+    pub request_timeout: Duration,
+    /// How long a call keeps retrying to reach a primary.
+    pub failover_timeout: Duration,
+    /// Time allowed to connect and authenticate.
+    pub connect_timeout: Duration,
+    /// Largest frame sent or accepted.
+    pub max_frame: usize,
+    /// Durability of writes; `None`: the nodes' default.
+    pub durability: Option<Durability>,
+    /// Idle TTL of created sessions; `None`: the nodes' default.
+    pub ttl: Option<Duration>,
+}
+
+impl ClientConfig {
+    /// One replica set made of `nodes`.
+    pub fn new(nodes: impl IntoIterator<Item = impl Into<String>>, secret: impl Into<Vec<u8>>) -> Self {
+        Self {
+            sets: vec![nodes.into_iter().map(Into::into).collect()],
+            secret: secret.into(),
+            request_timeout: Duration::from_secs(5),
+            failover_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(1),
+            max_frame: 16 << 20,
+            durability: None,
+            ttl: None,
+        }
+    }
+
+    /// Adds a replica set.
+    pub fn with_set(mut self, nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.sets.push(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No such session (never created, deleted, or expired).
+    #[error("session not found")]
+    NotFound,
+    /// A field this commit changes was changed by another commit since the
+    /// version the session was loaded at. Nothing was applied and the
+    /// tracked changes are kept: reload and redo them.
+    #[error("conflict: the session is at version {current}")]
+    Conflict {
+        /// The session's current version.
+        current: u64,
+    },
+    /// The session was created by a type with another schema.
+    #[error("schema mismatch: session has fingerprint {session:016x}, this type {client:016x}")]
+    SchemaMismatch {
+        /// The session's fingerprint.
+        session: u64,
+        /// This client's.
+        client: u64,
+    },
+    /// The write was applied on the primary but not acknowledged by enough
+    /// backups before the failover timeout.
+    #[error("write not acknowledged by enough backups ({acked} did)")]
+    NotDurable {
+        /// Backups that acknowledged.
+        acked: u8,
+    },
+    /// No primary could be reached in time.
+    #[error("no primary reachable: {0}")]
+    Unavailable(String),
+    /// The node refused the request (size limit, malformed delta).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The stored session does not decode as this type.
+    #[error("stored session does not decode: {0}")]
+    Decode(#[from] ApplyError),
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A connection to one replica set's primary, shared by all callers.
+///
+/// Hands out cheap clones; every call has a bounded time (see the module
+/// documentation).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    sets: Vec<SetConn>,
+}
+
+#[derive(Debug)]
+struct SetConn {
+    nodes: Vec<String>,
+    link: Mutex<Option<Link>>,
+}
+
+type Reply = oneshot::Sender<Response>;
+
+/// A multiplexed connection: requests go in through the channel, a task
+/// writes them and matches responses by id.
+#[derive(Debug, Clone)]
+struct Link {
+    calls: mpsc::Sender<(Request, Reply)>,
+}
+
+/// Jump consistent hash (Lamping and Veach): moves only 1/n of the keys
+/// when a set is added.
+fn jump_hash(mut key: u64, buckets: usize) -> usize {
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    while j < buckets as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b as usize
+}
+
+impl Client {
+    /// Checks the configuration and finds the primary of every set.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        if config.sets.is_empty() || config.sets.iter().any(Vec::is_empty) {
+            return Err(ClientError::Config("every replica set needs at least one node".into()));
+        }
+        let sets = config.sets.iter().map(|nodes| SetConn { nodes: nodes.clone(), link: Mutex::new(None) }).collect();
+        let client = Client { inner: Arc::new(Inner { config, sets }) };
+        let deadline = Instant::now() + client.inner.config.failover_timeout;
+        for set in &client.inner.sets {
+            client.link(set, deadline).await?;
+        }
+        Ok(client)
+    }
+
+    fn set(&self, id: &SessionId) -> &SetConn {
+        &self.inner.sets[jump_hash(id.route_key(), self.inner.sets.len())]
+    }
+
+    /// Stores a new session; returns its id (128 random bits).
+    pub async fn create<T: Session>(&self, value: &T) -> Result<SessionId, ClientError> {
+        let id = SessionId::random();
+        let schema = T::schema();
+        let request = Request::Create {
+            id,
+            schema: schema.fingerprint(),
+            mutable: schema.mutable_ids().to_vec(),
+            ttl_ms: self.inner.config.ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            tree: value.to_bytes(),
+            durability: self.inner.config.durability,
+        };
+        match self.call(self.set(&id), request).await? {
+            Response::Created { .. } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Stores a new session and returns it tracked, at version 1.
+    pub async fn create_tracked<T: Session>(&self, value: T) -> Result<(SessionId, Tracked<T>), ClientError> {
+        let id = self.create(&value).await?;
+        Ok((id, Tracked::with_version(value, 1)))
+    }
+
+    /// Reads a session, tracked at its current version.
+    pub async fn load<T: Session>(&self, id: SessionId) -> Result<Tracked<T>, ClientError> {
+        let request = Request::Load { id, schema: T::schema().fingerprint() };
+        match self.call(self.set(&id), request).await? {
+            Response::Loaded { version, tree } => Ok(Tracked::with_version(T::from_bytes(&tree)?, version)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ships the tracked changes, made against the tracked version. Sends
+    /// nothing when nothing changed. On success the changes become the
+    /// benchmark and the version advances; on error they are kept.
+    pub async fn commit<T: Session>(&self, id: SessionId, tracked: &mut Tracked<T>) -> Result<u64, ClientError> {
+        let delta = tracked.pending_delta();
+        if delta.is_empty() {
+            let version = tracked.version();
+            tracked.mark_committed(version);
+            return Ok(version);
+        }
+        let request = Request::Commit {
+            id,
+            schema: T::schema().fingerprint(),
+            base: tracked.version(),
+            commit_id: random_u64() | 1,
+            delta: delta.to_bytes(),
+            durability: self.inner.config.durability,
+        };
+        match self.call(self.set(&id), request).await? {
+            Response::Committed { version, refresh } => {
+                tracked.mark_committed(version);
+                if !refresh.is_empty() {
+                    let others = Delta::from_bytes(&refresh).map_err(ApplyError::from)?;
+                    tracked.apply_stored(&others)?;
+                }
+                Ok(version)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a session.
+    pub async fn delete(&self, id: SessionId) -> Result<(), ClientError> {
+        let request = Request::Delete { id, durability: self.inner.config.durability };
+        match self.call(self.set(&id), request).await {
+            Ok(Response::Done) => Ok(()),
+            Ok(other) => Err(unexpected(other)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Marks a session as accessed, restarting its idle TTL.
+    pub async fn touch(&self, id: SessionId) -> Result<(), ClientError> {
+        match self.call(self.set(&id), Request::Touch { id }).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The counters of each set's primary.
+    pub async fn stats(&self) -> Result<Vec<Stats>, ClientError> {
+        let mut out = Vec::new();
+        for set in &self.inner.sets {
+            match self.call(set, Request::Stats).await? {
+                Response::Stats(s) => out.push(s),
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends a request to a set's primary, retrying across failovers until
+    /// the failover timeout.
+    async fn call(&self, set: &SetConn, request: Request) -> Result<Response, ClientError> {
+        let cfg = &self.inner.config;
+        let deadline = Instant::now() + cfg.failover_timeout;
+        let mut attempts = 0u32;
+        let mut last_error: String;
+        loop {
+            attempts += 1;
+            let link = self.link(set, deadline).await?;
+            let (tx, rx) = oneshot::channel();
+            let sent = link.calls.send((request.clone(), tx)).await.is_ok();
+            let answer = if sent { tokio::time::timeout(cfg.request_timeout, rx).await.map(Result::ok) } else { Ok(None) };
+            match answer {
+                Ok(Some(Response::Error(ErrorReply::NotPrimary { .. }))) => {
+                    last_error = "node is no longer primary".into();
+                    *set.link.lock().await = None;
+                }
+                Ok(Some(Response::Error(ErrorReply::NotDurable { acked }))) => {
+                    // Applied on the primary; retrying (with the same commit
+                    // id) waits for backups again without applying twice.
+                    last_error = format!("not durable ({acked} backups acknowledged)");
+                    if Instant::now() >= deadline {
+                        return Err(ClientError::NotDurable { acked });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Some(Response::Error(ErrorReply::AlreadyExists))) if attempts > 1 => {
+                    // An earlier attempt created it; its answer was lost.
+                    return Ok(Response::Created { version: 1 });
+                }
+                Ok(Some(Response::Error(ErrorReply::NotFound))) if attempts > 1 && matches!(request, Request::Delete { .. }) => {
+                    return Ok(Response::Done);
+                }
+                Ok(Some(Response::Error(e))) => return Err(refusal(e)),
+                Ok(Some(response)) => return Ok(response),
+                Ok(None) => {
+                    last_error = "connection lost".into();
+                    *set.link.lock().await = None;
+                }
+                Err(_) => {
+                    last_error = format!("no answer within {:?}", cfg.request_timeout);
+                    *set.link.lock().await = None;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Unavailable(last_error));
+            }
+        }
+    }
+
+    /// The link to a set's primary, connecting (and finding the primary)
+    /// if there is none.
+    async fn link(&self, set: &SetConn, deadline: Instant) -> Result<Link, ClientError> {
+        let mut slot = set.link.lock().await;
+        if let Some(link) = slot.as_ref().filter(|l| !l.calls.is_closed()) {
+            return Ok(link.clone());
+        }
+        let mut last_error: String;
+        loop {
+            match self.find_primary(&set.nodes).await {
+                Ok(conn) => {
+                    let link = spawn_link(conn);
+                    *slot = Some(link.clone());
+                    return Ok(link);
+                }
+                Err(e) => last_error = e,
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Unavailable(last_error));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Connects to every node and keeps the connection to the primary of
+    /// the highest epoch.
+    async fn find_primary(&self, nodes: &[String]) -> Result<Connection, String> {
+        let cfg = &self.inner.config;
+        let role = PeerRole::Client { schema: None };
+        let tries = nodes
+            .iter()
+            .map(|n| Connection::connect(n, &cfg.secret, role.clone(), cfg.max_frame, cfg.connect_timeout));
+        let mut best: Option<(Connection, u64)> = None;
+        let mut errors = Vec::new();
+        for (node, result) in nodes.iter().zip(futures_util::future::join_all(tries).await) {
+            match result {
+                Ok((conn, status)) if status.role == Role::Primary => {
+                    if best.as_ref().is_none_or(|(_, e)| status.epoch > *e) {
+                        best = Some((conn, status.epoch));
+                    }
+                }
+                Ok(_) => {}
+                Err(NetError::Refused(reason)) => errors.push(format!("{node}: refused: {reason}")),
+                Err(e) => errors.push(format!("{node}: {e}")),
+            }
+        }
+        best.map(|(c, _)| c).ok_or_else(|| {
+            if errors.is_empty() {
+                "no node is primary".to_string()
+            } else {
+                errors.join("; ")
+            }
+        })
+    }
+}
+
+/// Starts the task that owns a connection to a primary.
+fn spawn_link(conn: Connection) -> Link {
+    let (calls, mut rx) = mpsc::channel::<(Request, Reply)>(1024);
+    tokio::spawn(async move {
+        let (mut writer, mut reader) = conn.split();
+        let mut pending: HashMap<u64, Reply> = HashMap::new();
+        let mut next = 0u64;
+        loop {
+            tokio::select! {
+                call = rx.recv() => {
+                    let Some((request, reply)) = call else { return };
+                    let mut batch = vec![(request, reply)];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                        if batch.len() >= 256 {
+                            break;
+                        }
+                    }
+                    for (request, reply) in batch {
+                        next += 1;
+                        pending.insert(next, reply);
+                        if writer.feed(encode(&Message::Request { id: next, request })).await.is_err() {
+                            return;
+                        }
+                    }
+                    if writer.flush().await.is_err() {
+                        return;
+                    }
+                }
+                msg = reader.read() => match msg {
+                    Ok(Some(Message::Response { id, response })) => {
+                        if let Some(reply) = pending.remove(&id) {
+                            let _ = reply.send(response);
+                        }
+                    }
+                    // Anything else (or an error) ends the link; dropping the
+                    // pending replies tells their callers to retry.
+                    _ => return,
+                },
+            }
+        }
+    });
+    Link { calls }
+}
+
+fn refusal(e: ErrorReply) -> ClientError {
+    match e {
+        ErrorReply::NotFound => ClientError::NotFound,
+        ErrorReply::Conflict { current } => ClientError::Conflict { current },
+        ErrorReply::SchemaMismatch { session, request } => ClientError::SchemaMismatch { session, client: request },
+        ErrorReply::NotDurable { acked } => ClientError::NotDurable { acked },
+        ErrorReply::NotPrimary { primary } => ClientError::Unavailable(format!("not primary (primary: {primary:?})")),
+        ErrorReply::AlreadyExists => ClientError::Refused("a session with this id exists".into()),
+        ErrorReply::UnknownVersion { current } => {
+            ClientError::Refused(format!("base version is newer than the session ({current})"))
+        }
+        ErrorReply::TooLarge(m) | ErrorReply::BadRequest(m) => ClientError::Refused(m),
+    }
+}
+
+fn unexpected(r: Response) -> ClientError {
+    ClientError::Refused(format!("unexpected response {r:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_hash_is_stable_and_moves_few_keys() {
+        let keys: Vec<u64> = (0..10_000u64).map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let three: Vec<usize> = keys.iter().map(|k| jump_hash(*k, 3)).collect();
+        let four: Vec<usize> = keys.iter().map(|k| jump_hash(*k, 4)).collect();
+        assert!(three.iter().all(|b| *b < 3));
+        let moved = three.iter().zip(&four).filter(|(a, b)| a != b).count();
+        assert!(moved < 3_500, "{moved} of 10000 moved");
+        assert!(four.iter().zip(&three).all(|(f, t)| f == t || *f == 3), "keys only move to the new set");
+    }
+}

@@ -1,0 +1,8 @@
+//! The network side shared by nodes and clients: frames, messages, and the
+//! authenticated handshake.
+
+pub mod auth;
+pub mod connection;
+pub mod message;
+
+pub use connection::{Connection, NetError};

@@ -1,0 +1,446 @@
+//! The sessions a node holds, as schema-agnostic trees.
+//!
+//! Each session keeps its tree, its version (+1 per committed change), the
+//! version that last changed each top-level field, its idle TTL and last
+//! access. A commit made against an older version is still applied when
+//! none of the fields it patches changed since that version (field-level
+//! merge); otherwise it is refused with the current version and nothing
+//! changes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::delta::Delta;
+use crate::id::SessionId;
+use crate::net::message::{ErrorReply, Op, SnapshotEntry};
+use crate::patch::Patch;
+use crate::value::Value;
+
+/// Size limits of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest encoded session.
+    pub max_session_bytes: usize,
+    /// Most sessions held.
+    pub max_sessions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_session_bytes: 4 << 20, max_sessions: 1_000_000 }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    tree: Value,
+    schema: u64,
+    mutable: Vec<u16>,
+    version: u64,
+    field_versions: Vec<(u16, u64)>,
+    ttl: Duration,
+    last_access: Instant,
+    size: usize,
+    last_commit: (u64, u64),
+}
+
+impl Entry {
+    fn field_version(&self, id: u16) -> u64 {
+        self.field_versions.iter().find(|(f, _)| *f == id).map_or(0, |(_, v)| *v)
+    }
+
+    fn set_field_version(&mut self, id: u16, version: u64) {
+        match self.field_versions.iter_mut().find(|(f, _)| *f == id) {
+            Some(slot) => slot.1 = version,
+            None => self.field_versions.push((id, version)),
+        }
+    }
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The new version.
+    pub version: u64,
+    /// Fields changed by others since the commit's base, as a delta (empty
+    /// when the base was current).
+    pub refresh: Vec<u8>,
+    /// The commit was a retry of one already applied: nothing changed and
+    /// nothing is to be replicated.
+    pub replayed: bool,
+}
+
+/// The sessions of one node.
+#[derive(Debug)]
+pub struct Store {
+    sessions: HashMap<SessionId, Entry>,
+    limits: Limits,
+    default_ttl: Duration,
+    bytes: usize,
+}
+
+fn bad(msg: impl Into<String>) -> ErrorReply {
+    ErrorReply::BadRequest(msg.into())
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(limits: Limits, default_ttl: Duration) -> Self {
+        Self { sessions: HashMap::new(), limits, default_ttl, bytes: 0 }
+    }
+
+    /// Sessions held.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Encoded bytes of every session held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The encoded size of a session, if held.
+    pub fn session_bytes(&self, id: &SessionId) -> Option<usize> {
+        self.sessions.get(id).map(|e| e.size)
+    }
+
+    /// A session's version and encoding, without touching it.
+    pub fn peek(&self, id: &SessionId) -> Option<(u64, Vec<u8>)> {
+        self.sessions.get(id).map(|e| (e.version, e.tree.to_bytes()))
+    }
+
+    fn ttl(&self, ttl_ms: u64) -> Duration {
+        if ttl_ms == 0 {
+            self.default_ttl
+        } else {
+            Duration::from_millis(ttl_ms)
+        }
+    }
+
+    /// Creates a session.
+    pub fn create(
+        &mut self,
+        id: SessionId,
+        schema: u64,
+        mutable: &[u16],
+        ttl_ms: u64,
+        tree: &[u8],
+        now: Instant,
+    ) -> Result<(), ErrorReply> {
+        if self.sessions.contains_key(&id) {
+            return Err(ErrorReply::AlreadyExists);
+        }
+        if self.sessions.len() >= self.limits.max_sessions {
+            return Err(ErrorReply::TooLarge(format!("node holds its limit of {} sessions", self.limits.max_sessions)));
+        }
+        if tree.len() > self.limits.max_session_bytes {
+            return Err(ErrorReply::TooLarge(format!(
+                "session of {} bytes exceeds the {}-byte limit",
+                tree.len(),
+                self.limits.max_session_bytes
+            )));
+        }
+        let value = Value::from_bytes(tree).map_err(|e| bad(format!("session does not decode: {e}")))?;
+        if !matches!(value, Value::Record(_)) {
+            return Err(bad("a session must be a record"));
+        }
+        let mut mutable = mutable.to_vec();
+        mutable.sort_unstable();
+        mutable.dedup();
+        self.bytes += tree.len();
+        let entry = Entry {
+            tree: value,
+            schema,
+            mutable,
+            version: 1,
+            field_versions: Vec::new(),
+            ttl: self.ttl(ttl_ms),
+            last_access: now,
+            size: tree.len(),
+            last_commit: (0, 0),
+        };
+        self.sessions.insert(id, entry);
+        Ok(())
+    }
+
+    fn entry(&mut self, id: &SessionId, schema: Option<u64>) -> Result<&mut Entry, ErrorReply> {
+        let e = self.sessions.get_mut(id).ok_or(ErrorReply::NotFound)?;
+        match schema {
+            Some(s) if s != e.schema => Err(ErrorReply::SchemaMismatch { session: e.schema, request: s }),
+            _ => Ok(e),
+        }
+    }
+
+    /// Reads a session, counting it as an access.
+    pub fn load(&mut self, id: &SessionId, schema: u64, now: Instant) -> Result<(u64, Vec<u8>), ErrorReply> {
+        let e = self.entry(id, Some(schema))?;
+        e.last_access = now;
+        Ok((e.version, e.tree.to_bytes()))
+    }
+
+    /// Marks a session as accessed.
+    pub fn touch(&mut self, id: &SessionId, now: Instant) -> Result<(), ErrorReply> {
+        self.entry(id, None)?.last_access = now;
+        Ok(())
+    }
+
+    /// Removes a session.
+    pub fn delete(&mut self, id: &SessionId) -> Result<(), ErrorReply> {
+        let e = self.sessions.remove(id).ok_or(ErrorReply::NotFound)?;
+        self.bytes -= e.size;
+        Ok(())
+    }
+
+    /// Applies a client's delta, made against version `base`.
+    pub fn commit(
+        &mut self,
+        id: &SessionId,
+        schema: u64,
+        base: u64,
+        commit_id: u64,
+        delta: &[u8],
+        now: Instant,
+    ) -> Result<Committed, ErrorReply> {
+        let max_bytes = self.limits.max_session_bytes;
+        let e = self.entry(id, Some(schema))?;
+        e.last_access = now;
+        if commit_id != 0 && e.last_commit.0 == commit_id {
+            return Ok(Committed { version: e.last_commit.1, refresh: Vec::new(), replayed: true });
+        }
+        if base > e.version {
+            return Err(ErrorReply::UnknownVersion { current: e.version });
+        }
+        let delta = Delta::from_bytes(delta).map_err(|err| bad(format!("delta does not decode: {err}")))?;
+        if let Some(id) = delta.field_ids().find(|f| e.mutable.binary_search(f).is_err()) {
+            return Err(bad(format!("field {id} is immutable or unknown")));
+        }
+        if base < e.version && delta.field_ids().any(|f| e.field_version(f) > base) {
+            return Err(ErrorReply::Conflict { current: e.version });
+        }
+        // A delta cannot grow the tree by much more than its own length.
+        if e.size + 2 * delta.encoded_len() > max_bytes + max_bytes / 2 {
+            return Err(ErrorReply::TooLarge(format!("session would exceed the {max_bytes}-byte limit")));
+        }
+        let before = e.size;
+        apply(e, &delta, e.version + 1, commit_id)?;
+        if e.size > max_bytes {
+            return Err(ErrorReply::TooLarge(format!("session would exceed the {max_bytes}-byte limit")));
+        }
+        let refresh = if base < e.version - 1 { refresh(e, base, &delta) } else { Vec::new() };
+        let (version, size) = (e.version, e.size);
+        self.bytes = self.bytes + size - before;
+        Ok(Committed { version, refresh, replayed: false })
+    }
+
+    /// Applies a replicated change. The primary already checked it, so any
+    /// error means this copy diverged and must be resynchronised.
+    pub fn apply_op(&mut self, op: &Op, now: Instant) -> Result<(), String> {
+        match op {
+            Op::Create { id, schema, mutable, ttl_ms, tree } => {
+                self.create(*id, *schema, mutable, *ttl_ms, tree, now).map_err(|e| format!("create {id}: {e:?}"))
+            }
+            Op::Commit { id, version, commit_id, delta } => {
+                let e = self.sessions.get_mut(id).ok_or_else(|| format!("commit to unknown session {id}"))?;
+                if *version != e.version + 1 {
+                    return Err(format!("session {id} is at version {}, entry makes {version}", e.version));
+                }
+                let delta = Delta::from_bytes(delta).map_err(|err| format!("{id}: {err}"))?;
+                let before = e.size;
+                apply(e, &delta, *version, *commit_id).map_err(|err| format!("{id}: {err:?}"))?;
+                e.last_access = now;
+                self.bytes = self.bytes + e.size - before;
+                Ok(())
+            }
+            Op::Delete { id } | Op::Expire { id } => self.delete(id).map_err(|_| format!("delete of unknown session {id}")),
+        }
+    }
+
+    /// Sessions idle past their TTL at `now`.
+    pub fn expired(&self, now: Instant) -> Vec<SessionId> {
+        self.sessions
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.last_access) > e.ttl)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Restarts every session's idle clock (a new primary does not know
+    /// when sessions were last read on the old one).
+    pub fn touch_all(&mut self, now: Instant) {
+        for e in self.sessions.values_mut() {
+            e.last_access = now;
+        }
+    }
+
+    /// Every session, for a full resync.
+    pub fn snapshot(&self) -> Vec<SnapshotEntry> {
+        self.sessions
+            .iter()
+            .map(|(id, e)| SnapshotEntry {
+                id: *id,
+                schema: e.schema,
+                mutable: e.mutable.clone(),
+                version: e.version,
+                ttl_ms: u64::try_from(e.ttl.as_millis()).unwrap_or(u64::MAX),
+                field_versions: e.field_versions.clone(),
+                last_commit: e.last_commit,
+                tree: e.tree.to_bytes(),
+            })
+            .collect()
+    }
+
+    /// Drops every session (before loading a snapshot).
+    pub fn clear(&mut self) {
+        self.sessions.clear();
+        self.bytes = 0;
+    }
+
+    /// Adds a session from a snapshot.
+    pub fn restore(&mut self, s: SnapshotEntry, now: Instant) -> Result<(), String> {
+        let tree = Value::from_bytes(&s.tree).map_err(|e| format!("snapshot of {}: {e}", s.id))?;
+        if let Some(old) = self.sessions.remove(&s.id) {
+            self.bytes -= old.size;
+        }
+        self.bytes += s.tree.len();
+        self.sessions.insert(
+            s.id,
+            Entry {
+                tree,
+                schema: s.schema,
+                mutable: s.mutable,
+                version: s.version,
+                field_versions: s.field_versions,
+                ttl: Duration::from_millis(s.ttl_ms),
+                last_access: now,
+                size: s.tree.len(),
+                last_commit: s.last_commit,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Applies a delta to an entry as version `version`.
+fn apply(e: &mut Entry, delta: &Delta, version: u64, commit_id: u64) -> Result<(), ErrorReply> {
+    e.tree.apply_fields(delta.fields()).map_err(|err| bad(err.to_string()))?;
+    e.version = version;
+    for f in delta.field_ids() {
+        e.set_field_version(f, version);
+    }
+    e.last_commit = (commit_id, version);
+    e.size = e.tree.encoded_len();
+    Ok(())
+}
+
+/// The fields changed since `base` by other commits than `own`, as a delta
+/// of whole values.
+fn refresh(e: &Entry, base: u64, own: &Delta) -> Vec<u8> {
+    let Value::Record(fields) = &e.tree else { return Vec::new() };
+    let changed: Vec<(u16, Patch)> = fields
+        .iter()
+        .filter(|(id, _)| e.field_version(*id) > base && own.field(*id).is_none())
+        .map(|(id, v)| (*id, Patch::Set(v.clone())))
+        .collect();
+    if changed.is_empty() {
+        Vec::new()
+    } else {
+        Delta::from_fields(changed).to_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(a: u8, b: u8) -> Vec<u8> {
+        Value::Record(vec![(0, Value::Leaf(vec![9])), (1, Value::Leaf(vec![a])), (2, Value::Leaf(vec![b]))]).to_bytes()
+    }
+
+    fn set(field: u16, v: u8) -> Vec<u8> {
+        Delta::from_fields(vec![(field, Patch::Set(Value::Leaf(vec![v])))]).to_bytes()
+    }
+
+    fn store_with_one() -> (Store, SessionId, Instant) {
+        let mut s = Store::new(Limits::default(), Duration::from_secs(60));
+        let id = SessionId::random();
+        let now = Instant::now();
+        s.create(id, 7, &[1, 2], 0, &tree(0, 0), now).expect("fresh id");
+        (s, id, now)
+    }
+
+    #[test]
+    fn stale_commits_merge_when_their_fields_did_not_change() {
+        let (mut s, id, now) = store_with_one();
+        let a = s.commit(&id, 7, 1, 11, &set(1, 5), now).expect("current base");
+        assert_eq!((a.version, a.refresh.is_empty()), (2, true));
+        // Based on version 1, touching only field 2: merged, and told about field 1.
+        let b = s.commit(&id, 7, 1, 12, &set(2, 6), now).expect("disjoint fields merge");
+        assert_eq!(b.version, 3);
+        let refresh = Delta::from_bytes(&b.refresh).expect("refresh is a delta");
+        assert_eq!(refresh.field_ids().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(s.peek(&id).map(|p| p.1), Some(tree(5, 6)));
+        // Based on version 1, touching field 1 again: conflict, nothing changes.
+        assert_eq!(s.commit(&id, 7, 1, 13, &set(1, 8), now), Err(ErrorReply::Conflict { current: 3 }));
+        assert_eq!(s.peek(&id), Some((3, tree(5, 6))));
+    }
+
+    #[test]
+    fn a_retried_commit_is_not_applied_twice() {
+        let (mut s, id, now) = store_with_one();
+        let first = s.commit(&id, 7, 1, 42, &set(1, 5), now).expect("applies");
+        let again = s.commit(&id, 7, 1, 42, &set(1, 5), now).expect("replays");
+        assert!(again.replayed);
+        assert_eq!((first.version, again.version), (2, 2));
+    }
+
+    #[test]
+    fn bad_commits_are_refused_and_change_nothing() {
+        let (mut s, id, now) = store_with_one();
+        let cases = [
+            (s.commit(&id, 8, 1, 0, &set(1, 1), now), "schema"),
+            (s.commit(&id, 7, 5, 0, &set(1, 1), now), "future base"),
+            (s.commit(&id, 7, 1, 0, &[0xff, 0x00], now), "garbage"),
+            (s.commit(&id, 7, 1, 0, &set(0, 1), now), "immutable field"),
+            (s.commit(&id, 7, 1, 0, &set(9, 1), now), "unknown field"),
+            (s.commit(&SessionId::random(), 7, 1, 0, &set(1, 1), now), "unknown session"),
+        ];
+        for (result, what) in cases {
+            assert!(result.is_err(), "{what}");
+        }
+        assert_eq!(s.peek(&id), Some((1, tree(0, 0))));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut s = Store::new(Limits { max_session_bytes: 16, max_sessions: 1 }, Duration::from_secs(1));
+        let now = Instant::now();
+        assert!(matches!(
+            s.create(SessionId::random(), 1, &[], 0, &Value::Record(vec![(0, Value::Leaf(vec![0; 32]))]).to_bytes(), now),
+            Err(ErrorReply::TooLarge(_))
+        ));
+        s.create(SessionId::random(), 1, &[], 0, &tree(1, 1), now).expect("fits");
+        assert!(matches!(s.create(SessionId::random(), 1, &[], 0, &tree(1, 1), now), Err(ErrorReply::TooLarge(_))));
+    }
+
+    #[test]
+    fn idle_sessions_expire_and_replicated_ops_reproduce_the_primary() {
+        let (mut primary, id, now) = store_with_one();
+        let mut backup = Store::new(Limits::default(), Duration::from_secs(60));
+        for e in primary.snapshot() {
+            backup.restore(e, now).expect("snapshot entry restores");
+        }
+        let c = primary.commit(&id, 7, 1, 5, &set(2, 4), now).expect("applies");
+        backup
+            .apply_op(&Op::Commit { id, version: c.version, commit_id: 5, delta: set(2, 4) }, now)
+            .expect("replicated op applies");
+        assert_eq!(primary.peek(&id), backup.peek(&id));
+        assert!(backup.apply_op(&Op::Commit { id, version: 9, commit_id: 6, delta: set(2, 4) }, now).is_err());
+        assert!(primary.expired(now + Duration::from_secs(61)).contains(&id));
+        assert!(primary.expired(now + Duration::from_secs(59)).is_empty());
+    }
+}
