@@ -1,0 +1,86 @@
+//! Replication between in-process nodes on 127.0.0.1.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+
+use common::*;
+use session_runtime::net::message::Role;
+use session_runtime::{Client, ClientError, Session};
+
+#[tokio::test]
+async fn commits_replicate_and_the_backup_holds_the_same_bytes() {
+    let (primary, backup) = pair().await;
+    let client = Client::connect(client_config(&[primary.addr().to_string(), backup.addr().to_string()])).await.unwrap();
+    let (id, mut cart) = client.create_tracked(Cart::new(7)).await.unwrap();
+    for i in 0..20 {
+        cart.edit().items().push(format!("item-{i}"));
+        *cart.edit().counts().entry(format!("k{}", i % 3)).or_default() += 1;
+        client.commit(id, &mut cart).await.unwrap();
+    }
+    assert_eq!(cart.version(), 21);
+    let loaded: session_runtime::Tracked<Cart> = client.load(id).await.unwrap();
+    assert_eq!(*loaded, *cart);
+    // Sync(1) is the default with a backup: acknowledged means applied there.
+    assert_eq!(backup.peek(&id), primary.peek(&id));
+    assert_eq!(backup.peek(&id).map(|(v, b)| (v, Cart::from_bytes(&b).unwrap())), Some((21, (*cart).clone())));
+    let stats = primary.stats();
+    assert_eq!(stats.role, Role::Primary);
+    assert_eq!(stats.deltas_shipped, 21);
+    assert!(stats.bytes_shipped < stats.full_state_bytes, "{stats:?}");
+    assert_eq!(backup.stats().role, Role::Backup);
+    primary.shutdown().await;
+    backup.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_commit_with_nothing_changed_sends_nothing() {
+    let (primary, backup) = pair().await;
+    let client = Client::connect(client_config(&[primary.addr().to_string()])).await.unwrap();
+    let (id, mut cart) = client.create_tracked(Cart::new(1)).await.unwrap();
+    let before = primary.stats().commits;
+    assert_eq!(client.commit(id, &mut cart).await.unwrap(), 1);
+    *cart.edit().note() = String::new();
+    assert_eq!(client.commit(id, &mut cart).await.unwrap(), 1);
+    assert_eq!(primary.stats().commits, before);
+    primary.shutdown().await;
+    backup.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_commits_merge_by_field_and_conflict_on_the_same_field() {
+    let (primary, backup) = pair().await;
+    let nodes = [primary.addr().to_string(), backup.addr().to_string()];
+    let app_a = Client::connect(client_config(&nodes)).await.unwrap();
+    let app_b = Client::connect(client_config(&nodes)).await.unwrap();
+    let id = app_a.create(&Cart::new(3)).await.unwrap();
+    let mut a = app_a.load::<Cart>(id).await.unwrap();
+    let mut b = app_b.load::<Cart>(id).await.unwrap();
+
+    // --- disjoint fields: both applied
+    a.edit().items().push("from-a".into());
+    b.edit().note().push_str("from-b");
+    let (ra, rb) = tokio::join!(app_a.commit(id, &mut a), app_b.commit(id, &mut b));
+    let (va, vb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!([va.min(vb), va.max(vb)], [2, 3]);
+    let now = app_a.load::<Cart>(id).await.unwrap();
+    assert_eq!(now.items, vec!["from-a".to_string()]);
+    assert_eq!(now.note, "from-b");
+    // The merged writer was brought up to date by the refresh.
+    let later = if va > vb { &a } else { &b };
+    assert_eq!(**later, *now);
+
+    // --- the same field: exactly one conflict, and nothing is lost
+    let mut a = app_a.load::<Cart>(id).await.unwrap();
+    let mut b = app_b.load::<Cart>(id).await.unwrap();
+    a.edit().items().push("second-a".into());
+    b.edit().items().push("second-b".into());
+    let (ra, rb) = tokio::join!(app_a.commit(id, &mut a), app_b.commit(id, &mut b));
+    let conflicts = [&ra, &rb].iter().filter(|r| matches!(r, Err(ClientError::Conflict { current: 4 }))).count();
+    assert_eq!(conflicts, 1, "{ra:?} {rb:?}");
+    let loser = if ra.is_err() { &mut a } else { &mut b };
+    assert!(loser.is_dirty(), "the losing writer keeps its change");
+    assert_eq!(backup.peek(&id), primary.peek(&id));
+    primary.shutdown().await;
+    backup.shutdown().await;
+}
