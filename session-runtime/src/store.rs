@@ -269,6 +269,19 @@ impl Store {
             .collect()
     }
 
+    /// An order-independent digest of every session's id, version and
+    /// bytes: equal on two nodes exactly when they hold the same sessions
+    /// (up to hash collisions). Costs a pass over the store.
+    pub fn digest(&self) -> u64 {
+        self.sessions.iter().fold(0, |acc, (id, e)| {
+            let mut fp = crate::schema::Fingerprint::new();
+            fp.write(id.as_bytes());
+            fp.write(&e.version.to_le_bytes());
+            fp.write(&e.tree.to_bytes());
+            acc ^ fp.finish()
+        })
+    }
+
     /// Restarts every session's idle clock (a new primary does not know
     /// when sessions were last read on the old one).
     pub fn touch_all(&mut self, now: Instant) {

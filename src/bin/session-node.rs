@@ -183,6 +183,7 @@ async fn stats(addr: &str, secret: &[u8]) -> anyhow::Result<()> {
     println!("partial_resyncs_served={}\nfull_resyncs_served={}", s.partial_resyncs_served, s.full_resyncs_served);
     println!("partial_resyncs={}\nfull_resyncs={}\nfailovers={}", s.partial_resyncs, s.full_resyncs, s.failovers);
     println!("expired={}\nrejected_connections={}\nbackups={}", s.expired, s.rejected_connections, s.backups.len());
+    println!("digest={:016x}", s.digest);
     for (i, b) in s.backups.iter().enumerate() {
         println!("backup{i}_acked={}\nbackup{i}_lag={}", b.acked, b.lag);
     }

@@ -91,3 +91,117 @@ pub async fn wait_for<F: Future<Output = bool>>(what: &str, limit: Duration, mut
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A real `session-node` process on loopback, killed on drop.
+pub struct NodeProcess {
+    child: Option<std::process::Child>,
+    pub addr: String,
+    args: Vec<String>,
+    log: std::path::PathBuf,
+}
+
+/// A secret file for node processes.
+pub fn secret_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("session-test-secret-{}", std::process::id()));
+    std::fs::write(&path, SECRET).unwrap();
+    path
+}
+
+impl NodeProcess {
+    /// Starts `session-node serve` on `addr` with `peers`.
+    pub fn spawn(addr: &str, peers: &[String], bootstrap: bool, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            addr.into(),
+            "--secret-file".into(),
+            secret_file().display().to_string(),
+            "--bootstrap".into(),
+            bootstrap.to_string(),
+            "--heartbeat-ms".into(),
+            "50".into(),
+            "--failover-ms".into(),
+            "500".into(),
+            "--sync-timeout-ms".into(),
+            "1500".into(),
+        ];
+        for p in peers {
+            args.push("--peer".into());
+            args.push(p.clone());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::env::temp_dir().join(format!("session-node-{}-{}.log", std::process::id(), addr.replace(':', "_")));
+        let mut p = Self { child: None, addr: addr.into(), args, log };
+        p.start();
+        p
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_session-node"))
+            .args(&self.args)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("session-node starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again with the same arguments (and no state).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start();
+    }
+
+    /// The node's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A node's counters, fetched over the network; `None` if unreachable.
+pub async fn node_stats(addr: &str) -> Option<session_runtime::node::Stats> {
+    use session_runtime::net::message::{Message, PeerRole, Request, Response};
+    use session_runtime::net::Connection;
+    let limit = Duration::from_millis(500);
+    let (mut conn, _) =
+        Connection::connect(addr, SECRET, PeerRole::Client { schema: None }, 16 << 20, limit).await.ok()?;
+    conn.send(&Message::Request { id: 1, request: Request::Stats }).await.ok()?;
+    match conn.read_within(limit).await.ok()? {
+        Message::Response { response: Response::Stats(s), .. } => Some(s),
+        _ => None,
+    }
+}
+
+/// Waits until the node at `addr` is primary with `backups` backups whose
+/// lag is zero, and returns its stats.
+pub async fn wait_primary(addr: &str, backups: usize, limit: Duration) -> session_runtime::node::Stats {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = node_stats(addr).await {
+            if s.role == session_runtime::net::message::Role::Primary
+                && s.backups.len() == backups
+                && s.backups.iter().all(|b| b.lag == 0)
+            {
+                return s;
+            }
+        }
+        assert!(start.elapsed() < limit, "{addr} did not become primary with {backups} backups within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

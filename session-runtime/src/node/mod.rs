@@ -241,6 +241,7 @@ impl Core {
             .offsets()
             .map(|(_, acked)| BackupLag { acked, lag: self.log.offset().saturating_sub(acked) })
             .collect();
+        s.digest = self.store.digest();
         s
     }
 
