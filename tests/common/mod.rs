@@ -205,3 +205,63 @@ pub async fn wait_primary(addr: &str, backups: usize, limit: Duration) -> sessio
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A TCP proxy on loopback whose connections can be cut, to break a link
+/// between two real nodes.
+pub struct Proxy {
+    pub addr: String,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    blocked: bool,
+    links: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Forwards connections made to `addr` to `target`.
+    pub async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let shared = state.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if shared.lock().unwrap().blocked {
+                    continue;
+                }
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                shared.lock().unwrap().links.push(link);
+            }
+        });
+        Self { addr, state, accept }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn cut(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.blocked = true;
+        for l in s.links.drain(..) {
+            l.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn heal(&self) {
+        self.state.lock().unwrap().blocked = false;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}

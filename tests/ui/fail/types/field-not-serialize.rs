@@ -1,0 +1,11 @@
+use session_runtime::Session;
+
+#[derive(Clone, PartialEq)]
+struct Secret(u64);
+
+#[derive(Session)]
+struct Shop {
+    secret: Secret,
+}
+
+fn main() {}
