@@ -7,7 +7,7 @@
 //! merge); otherwise it is refused with the current version and nothing
 //! changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::delta::Delta;
@@ -27,7 +27,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_session_bytes: 4 << 20, max_sessions: 1_000_000 }
+        Self {
+            max_session_bytes: 4 << 20,
+            max_sessions: 1_000_000,
+        }
     }
 }
 
@@ -41,12 +44,20 @@ struct Entry {
     ttl: Duration,
     last_access: Instant,
     size: usize,
-    last_commit: (u64, u64),
+    /// Recent commit ids and the versions they produced, so that a retried
+    /// commit is recognised even after other writers committed.
+    recent_commits: VecDeque<(u64, u64)>,
 }
+
+/// Commit ids remembered per session.
+const RECENT_COMMITS: usize = 16;
 
 impl Entry {
     fn field_version(&self, id: u16) -> u64 {
-        self.field_versions.iter().find(|(f, _)| *f == id).map_or(0, |(_, v)| *v)
+        self.field_versions
+            .iter()
+            .find(|(f, _)| *f == id)
+            .map_or(0, |(_, v)| *v)
     }
 
     fn set_field_version(&mut self, id: u16, version: u64) {
@@ -86,7 +97,12 @@ fn bad(msg: impl Into<String>) -> ErrorReply {
 impl Store {
     /// An empty store.
     pub fn new(limits: Limits, default_ttl: Duration) -> Self {
-        Self { sessions: HashMap::new(), limits, default_ttl, bytes: 0 }
+        Self {
+            sessions: HashMap::new(),
+            limits,
+            default_ttl,
+            bytes: 0,
+        }
     }
 
     /// Sessions held.
@@ -111,7 +127,9 @@ impl Store {
 
     /// A session's version and encoding, without touching it.
     pub fn peek(&self, id: &SessionId) -> Option<(u64, Vec<u8>)> {
-        self.sessions.get(id).map(|e| (e.version, e.tree.to_bytes()))
+        self.sessions
+            .get(id)
+            .map(|e| (e.version, e.tree.to_bytes()))
     }
 
     fn ttl(&self, ttl_ms: u64) -> Duration {
@@ -136,7 +154,10 @@ impl Store {
             return Err(ErrorReply::AlreadyExists);
         }
         if self.sessions.len() >= self.limits.max_sessions {
-            return Err(ErrorReply::TooLarge(format!("node holds its limit of {} sessions", self.limits.max_sessions)));
+            return Err(ErrorReply::TooLarge(format!(
+                "node holds its limit of {} sessions",
+                self.limits.max_sessions
+            )));
         }
         if tree.len() > self.limits.max_session_bytes {
             return Err(ErrorReply::TooLarge(format!(
@@ -145,7 +166,8 @@ impl Store {
                 self.limits.max_session_bytes
             )));
         }
-        let value = Value::from_bytes(tree).map_err(|e| bad(format!("session does not decode: {e}")))?;
+        let value =
+            Value::from_bytes(tree).map_err(|e| bad(format!("session does not decode: {e}")))?;
         if !matches!(value, Value::Record(_)) {
             return Err(bad("a session must be a record"));
         }
@@ -162,7 +184,7 @@ impl Store {
             ttl: self.ttl(ttl_ms),
             last_access: now,
             size: tree.len(),
-            last_commit: (0, 0),
+            recent_commits: VecDeque::new(),
         };
         self.sessions.insert(id, entry);
         Ok(())
@@ -171,13 +193,21 @@ impl Store {
     fn entry(&mut self, id: &SessionId, schema: Option<u64>) -> Result<&mut Entry, ErrorReply> {
         let e = self.sessions.get_mut(id).ok_or(ErrorReply::NotFound)?;
         match schema {
-            Some(s) if s != e.schema => Err(ErrorReply::SchemaMismatch { session: e.schema, request: s }),
+            Some(s) if s != e.schema => Err(ErrorReply::SchemaMismatch {
+                session: e.schema,
+                request: s,
+            }),
             _ => Ok(e),
         }
     }
 
     /// Reads a session, counting it as an access.
-    pub fn load(&mut self, id: &SessionId, schema: u64, now: Instant) -> Result<(u64, Vec<u8>), ErrorReply> {
+    pub fn load(
+        &mut self,
+        id: &SessionId,
+        schema: u64,
+        now: Instant,
+    ) -> Result<(u64, Vec<u8>), ErrorReply> {
         let e = self.entry(id, Some(schema))?;
         e.last_access = now;
         Ok((e.version, e.tree.to_bytes()))
@@ -209,14 +239,26 @@ impl Store {
         let max_bytes = self.limits.max_session_bytes;
         let e = self.entry(id, Some(schema))?;
         e.last_access = now;
-        if commit_id != 0 && e.last_commit.0 == commit_id {
-            return Ok(Committed { version: e.last_commit.1, refresh: Vec::new(), replayed: true });
+        if let Some((_, version)) = e
+            .recent_commits
+            .iter()
+            .find(|(c, _)| commit_id != 0 && *c == commit_id)
+        {
+            return Ok(Committed {
+                version: *version,
+                refresh: Vec::new(),
+                replayed: true,
+            });
         }
         if base > e.version {
             return Err(ErrorReply::UnknownVersion { current: e.version });
         }
-        let delta = Delta::from_bytes(delta).map_err(|err| bad(format!("delta does not decode: {err}")))?;
-        if let Some(id) = delta.field_ids().find(|f| e.mutable.binary_search(f).is_err()) {
+        let delta =
+            Delta::from_bytes(delta).map_err(|err| bad(format!("delta does not decode: {err}")))?;
+        if let Some(id) = delta
+            .field_ids()
+            .find(|f| e.mutable.binary_search(f).is_err())
+        {
             return Err(bad(format!("field {id} is immutable or unknown")));
         }
         if base < e.version && delta.field_ids().any(|f| e.field_version(f) > base) {
@@ -224,30 +266,64 @@ impl Store {
         }
         // A delta cannot grow the tree by much more than its own length.
         if e.size + 2 * delta.encoded_len() > max_bytes + max_bytes / 2 {
-            return Err(ErrorReply::TooLarge(format!("session would exceed the {max_bytes}-byte limit")));
+            return Err(ErrorReply::TooLarge(format!(
+                "session would exceed the {max_bytes}-byte limit"
+            )));
         }
         let before = e.size;
+        // Only the size after applying tells whether the result fits: keep
+        // what the delta replaces (its top-level fields, not the whole
+        // session), to put it back if it does not.
+        let undo = Undo::of(e, &delta);
         apply(e, &delta, e.version + 1, commit_id)?;
         if e.size > max_bytes {
-            return Err(ErrorReply::TooLarge(format!("session would exceed the {max_bytes}-byte limit")));
+            undo.restore(e);
+            return Err(ErrorReply::TooLarge(format!(
+                "session would exceed the {max_bytes}-byte limit"
+            )));
         }
-        let refresh = if base < e.version - 1 { refresh(e, base, &delta) } else { Vec::new() };
+        let refresh = if base < e.version - 1 {
+            refresh(e, base, &delta)
+        } else {
+            Vec::new()
+        };
         let (version, size) = (e.version, e.size);
         self.bytes = self.bytes + size - before;
-        Ok(Committed { version, refresh, replayed: false })
+        Ok(Committed {
+            version,
+            refresh,
+            replayed: false,
+        })
     }
 
     /// Applies a replicated change. The primary already checked it, so any
     /// error means this copy diverged and must be resynchronised.
     pub fn apply_op(&mut self, op: &Op, now: Instant) -> Result<(), String> {
         match op {
-            Op::Create { id, schema, mutable, ttl_ms, tree } => {
-                self.create(*id, *schema, mutable, *ttl_ms, tree, now).map_err(|e| format!("create {id}: {e:?}"))
-            }
-            Op::Commit { id, version, commit_id, delta } => {
-                let e = self.sessions.get_mut(id).ok_or_else(|| format!("commit to unknown session {id}"))?;
+            Op::Create {
+                id,
+                schema,
+                mutable,
+                ttl_ms,
+                tree,
+            } => self
+                .create(*id, *schema, mutable, *ttl_ms, tree, now)
+                .map_err(|e| format!("create {id}: {e:?}")),
+            Op::Commit {
+                id,
+                version,
+                commit_id,
+                delta,
+            } => {
+                let e = self
+                    .sessions
+                    .get_mut(id)
+                    .ok_or_else(|| format!("commit to unknown session {id}"))?;
                 if *version != e.version + 1 {
-                    return Err(format!("session {id} is at version {}, entry makes {version}", e.version));
+                    return Err(format!(
+                        "session {id} is at version {}, entry makes {version}",
+                        e.version
+                    ));
                 }
                 let delta = Delta::from_bytes(delta).map_err(|err| format!("{id}: {err}"))?;
                 let before = e.size;
@@ -256,7 +332,9 @@ impl Store {
                 self.bytes = self.bytes + e.size - before;
                 Ok(())
             }
-            Op::Delete { id } | Op::Expire { id } => self.delete(id).map_err(|_| format!("delete of unknown session {id}")),
+            Op::Delete { id } | Op::Expire { id } => self
+                .delete(id)
+                .map_err(|_| format!("delete of unknown session {id}")),
         }
     }
 
@@ -301,7 +379,7 @@ impl Store {
                 version: e.version,
                 ttl_ms: u64::try_from(e.ttl.as_millis()).unwrap_or(u64::MAX),
                 field_versions: e.field_versions.clone(),
-                last_commit: e.last_commit,
+                recent_commits: e.recent_commits.iter().copied().collect(),
                 tree: e.tree.to_bytes(),
             })
             .collect()
@@ -331,21 +409,78 @@ impl Store {
                 ttl: Duration::from_millis(s.ttl_ms),
                 last_access: now,
                 size: s.tree.len(),
-                last_commit: s.last_commit,
+                recent_commits: s
+                    .recent_commits
+                    .into_iter()
+                    .rev()
+                    .take(RECENT_COMMITS)
+                    .rev()
+                    .collect(),
             },
         );
         Ok(())
     }
 }
 
+/// What [`apply`] changes in an entry, to restore it.
+struct Undo {
+    fields: Vec<(u16, Value)>,
+    version: u64,
+    field_versions: Vec<(u16, u64)>,
+    recent_commits: VecDeque<(u64, u64)>,
+    size: usize,
+}
+
+impl Undo {
+    /// Saves the top-level fields `delta` patches, and the entry's metadata.
+    fn of(e: &Entry, delta: &Delta) -> Undo {
+        let fields = match &e.tree {
+            Value::Record(fields) => fields
+                .iter()
+                .filter(|(id, _)| delta.field(*id).is_some())
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        Undo {
+            fields,
+            version: e.version,
+            field_versions: e.field_versions.clone(),
+            recent_commits: e.recent_commits.clone(),
+            size: e.size,
+        }
+    }
+
+    fn restore(self, e: &mut Entry) {
+        if let Value::Record(own) = &mut e.tree {
+            for (id, value) in self.fields {
+                if let Ok(i) = own.binary_search_by_key(&id, |(i, _)| *i) {
+                    own[i].1 = value;
+                }
+            }
+        }
+        e.version = self.version;
+        e.field_versions = self.field_versions;
+        e.recent_commits = self.recent_commits;
+        e.size = self.size;
+    }
+}
+
 /// Applies a delta to an entry as version `version`.
 fn apply(e: &mut Entry, delta: &Delta, version: u64, commit_id: u64) -> Result<(), ErrorReply> {
-    e.tree.apply_fields(delta.fields()).map_err(|err| bad(err.to_string()))?;
+    e.tree
+        .apply_fields(delta.fields())
+        .map_err(|err| bad(err.to_string()))?;
     e.version = version;
     for f in delta.field_ids() {
         e.set_field_version(f, version);
     }
-    e.last_commit = (commit_id, version);
+    if commit_id != 0 {
+        if e.recent_commits.len() == RECENT_COMMITS {
+            e.recent_commits.pop_front();
+        }
+        e.recent_commits.push_back((commit_id, version));
+    }
     e.size = e.tree.encoded_len();
     Ok(())
 }
@@ -353,7 +488,9 @@ fn apply(e: &mut Entry, delta: &Delta, version: u64, commit_id: u64) -> Result<(
 /// The fields changed since `base` by other commits than `own`, as a delta
 /// of whole values.
 fn refresh(e: &Entry, base: u64, own: &Delta) -> Vec<u8> {
-    let Value::Record(fields) = &e.tree else { return Vec::new() };
+    let Value::Record(fields) = &e.tree else {
+        return Vec::new();
+    };
     let changed: Vec<(u16, Patch)> = fields
         .iter()
         .filter(|(id, _)| e.field_version(*id) > base && own.field(*id).is_none())
@@ -371,7 +508,12 @@ mod tests {
     use super::*;
 
     fn tree(a: u8, b: u8) -> Vec<u8> {
-        Value::Record(vec![(0, Value::Leaf(vec![9])), (1, Value::Leaf(vec![a])), (2, Value::Leaf(vec![b]))]).to_bytes()
+        Value::Record(vec![
+            (0, Value::Leaf(vec![9])),
+            (1, Value::Leaf(vec![a])),
+            (2, Value::Leaf(vec![b])),
+        ])
+        .to_bytes()
     }
 
     fn set(field: u16, v: u8) -> Vec<u8> {
@@ -382,33 +524,44 @@ mod tests {
         let mut s = Store::new(Limits::default(), Duration::from_secs(60));
         let id = SessionId::random();
         let now = Instant::now();
-        s.create(id, 7, &[1, 2], 0, &tree(0, 0), now).expect("fresh id");
+        s.create(id, 7, &[1, 2], 0, &tree(0, 0), now)
+            .expect("fresh id");
         (s, id, now)
     }
 
     #[test]
     fn stale_commits_merge_when_their_fields_did_not_change() {
         let (mut s, id, now) = store_with_one();
-        let a = s.commit(&id, 7, 1, 11, &set(1, 5), now).expect("current base");
+        let a = s
+            .commit(&id, 7, 1, 11, &set(1, 5), now)
+            .expect("current base");
         assert_eq!((a.version, a.refresh.is_empty()), (2, true));
         // Based on version 1, touching only field 2: merged, and told about field 1.
-        let b = s.commit(&id, 7, 1, 12, &set(2, 6), now).expect("disjoint fields merge");
+        let b = s
+            .commit(&id, 7, 1, 12, &set(2, 6), now)
+            .expect("disjoint fields merge");
         assert_eq!(b.version, 3);
         let refresh = Delta::from_bytes(&b.refresh).expect("refresh is a delta");
         assert_eq!(refresh.field_ids().collect::<Vec<_>>(), vec![1]);
         assert_eq!(s.peek(&id).map(|p| p.1), Some(tree(5, 6)));
         // Based on version 1, touching field 1 again: conflict, nothing changes.
-        assert_eq!(s.commit(&id, 7, 1, 13, &set(1, 8), now), Err(ErrorReply::Conflict { current: 3 }));
+        assert_eq!(
+            s.commit(&id, 7, 1, 13, &set(1, 8), now),
+            Err(ErrorReply::Conflict { current: 3 })
+        );
         assert_eq!(s.peek(&id), Some((3, tree(5, 6))));
     }
 
     #[test]
-    fn a_retried_commit_is_not_applied_twice() {
+    fn a_retried_commit_is_not_applied_twice_even_after_other_commits() {
         let (mut s, id, now) = store_with_one();
         let first = s.commit(&id, 7, 1, 42, &set(1, 5), now).expect("applies");
+        s.commit(&id, 7, 2, 43, &set(2, 5), now)
+            .expect("another writer");
         let again = s.commit(&id, 7, 1, 42, &set(1, 5), now).expect("replays");
         assert!(again.replayed);
         assert_eq!((first.version, again.version), (2, 2));
+        assert_eq!(s.peek(&id).map(|p| p.0), Some(3));
     }
 
     #[test]
@@ -420,7 +573,10 @@ mod tests {
             (s.commit(&id, 7, 1, 0, &[0xff, 0x00], now), "garbage"),
             (s.commit(&id, 7, 1, 0, &set(0, 1), now), "immutable field"),
             (s.commit(&id, 7, 1, 0, &set(9, 1), now), "unknown field"),
-            (s.commit(&SessionId::random(), 7, 1, 0, &set(1, 1), now), "unknown session"),
+            (
+                s.commit(&SessionId::random(), 7, 1, 0, &set(1, 1), now),
+                "unknown session",
+            ),
         ];
         for (result, what) in cases {
             assert!(result.is_err(), "{what}");
@@ -430,14 +586,63 @@ mod tests {
 
     #[test]
     fn limits_are_enforced() {
-        let mut s = Store::new(Limits { max_session_bytes: 16, max_sessions: 1 }, Duration::from_secs(1));
+        let mut s = Store::new(
+            Limits {
+                max_session_bytes: 16,
+                max_sessions: 1,
+            },
+            Duration::from_secs(1),
+        );
         let now = Instant::now();
         assert!(matches!(
-            s.create(SessionId::random(), 1, &[], 0, &Value::Record(vec![(0, Value::Leaf(vec![0; 32]))]).to_bytes(), now),
+            s.create(
+                SessionId::random(),
+                1,
+                &[],
+                0,
+                &Value::Record(vec![(0, Value::Leaf(vec![0; 32]))]).to_bytes(),
+                now
+            ),
             Err(ErrorReply::TooLarge(_))
         ));
-        s.create(SessionId::random(), 1, &[], 0, &tree(1, 1), now).expect("fits");
-        assert!(matches!(s.create(SessionId::random(), 1, &[], 0, &tree(1, 1), now), Err(ErrorReply::TooLarge(_))));
+        s.create(SessionId::random(), 1, &[], 0, &tree(1, 1), now)
+            .expect("fits");
+        assert!(matches!(
+            s.create(SessionId::random(), 1, &[], 0, &tree(1, 1), now),
+            Err(ErrorReply::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_commit_over_the_size_limit_changes_nothing() {
+        let mut s = Store::new(
+            Limits {
+                max_session_bytes: 100,
+                max_sessions: 10,
+            },
+            Duration::from_secs(60),
+        );
+        let now = Instant::now();
+        let id = SessionId::random();
+        let tree = Value::Record(vec![
+            (1, Value::Leaf(vec![1])),
+            (2, Value::Leaf(vec![2; 75])),
+        ])
+        .to_bytes();
+        s.create(id, 7, &[1, 2], 0, &tree, now).expect("fits");
+        let delta = Delta::from_fields(vec![(1, Patch::Set(Value::Leaf(vec![3; 30])))]).to_bytes();
+        // Passes the early estimate: only applying shows that it does not fit.
+        assert!(tree.len() + 2 * delta.len() <= 150);
+        assert!(matches!(
+            s.commit(&id, 7, 1, 9, &delta, now),
+            Err(ErrorReply::TooLarge(_))
+        ));
+        assert_eq!(s.peek(&id), Some((1, tree.clone())));
+        assert_eq!(s.bytes(), tree.len());
+        // The same commit id is not taken for a replay, and a commit that fits applies.
+        let small = Delta::from_fields(vec![(1, Patch::Set(Value::Leaf(vec![3; 5])))]).to_bytes();
+        let c = s.commit(&id, 7, 1, 9, &small, now).expect("fits");
+        assert_eq!((c.version, c.replayed), (2, false));
     }
 
     #[test]
@@ -447,12 +652,32 @@ mod tests {
         for e in primary.snapshot() {
             backup.restore(e, now).expect("snapshot entry restores");
         }
-        let c = primary.commit(&id, 7, 1, 5, &set(2, 4), now).expect("applies");
+        let c = primary
+            .commit(&id, 7, 1, 5, &set(2, 4), now)
+            .expect("applies");
         backup
-            .apply_op(&Op::Commit { id, version: c.version, commit_id: 5, delta: set(2, 4) }, now)
+            .apply_op(
+                &Op::Commit {
+                    id,
+                    version: c.version,
+                    commit_id: 5,
+                    delta: set(2, 4),
+                },
+                now,
+            )
             .expect("replicated op applies");
         assert_eq!(primary.peek(&id), backup.peek(&id));
-        assert!(backup.apply_op(&Op::Commit { id, version: 9, commit_id: 6, delta: set(2, 4) }, now).is_err());
+        assert!(backup
+            .apply_op(
+                &Op::Commit {
+                    id,
+                    version: 9,
+                    commit_id: 6,
+                    delta: set(2, 4)
+                },
+                now
+            )
+            .is_err());
         assert!(primary.expired(now + Duration::from_secs(61)).contains(&id));
         assert!(primary.expired(now + Duration::from_secs(59)).is_empty());
     }

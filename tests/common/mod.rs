@@ -24,7 +24,13 @@ pub struct Cart {
 
 impl Cart {
     pub fn new(user: u64) -> Self {
-        Self { user, items: Vec::new(), counts: BTreeMap::new(), note: String::new(), blob: vec![0; 256] }
+        Self {
+            user,
+            items: Vec::new(),
+            counts: BTreeMap::new(),
+            note: String::new(),
+            blob: vec![0; 256],
+        }
     }
 }
 
@@ -62,7 +68,10 @@ pub async fn pair_with(tweak: impl Fn(&mut NodeConfig)) -> (NodeHandle, NodeHand
     tweak(&mut cb);
     let na = Node::start(ca).await.unwrap();
     let nb = Node::start(cb).await.unwrap();
-    wait_until("backup linked", Duration::from_secs(10), || na.stats().backups.len() == 1).await;
+    wait_until("backup linked", Duration::from_secs(10), || {
+        na.stats().backups.len() == 1
+    })
+    .await;
     (na, nb)
 }
 
@@ -78,16 +87,26 @@ pub fn client_config(nodes: &[String]) -> ClientConfig {
 pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 /// Polls an async condition.
-pub async fn wait_for<F: Future<Output = bool>>(what: &str, limit: Duration, mut cond: impl FnMut() -> F) {
+pub async fn wait_for<F: Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> F,
+) {
     let start = Instant::now();
     while !cond().await {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -130,14 +149,27 @@ impl NodeProcess {
             args.push(p.clone());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let log = std::env::temp_dir().join(format!("session-node-{}-{}.log", std::process::id(), addr.replace(':', "_")));
-        let mut p = Self { child: None, addr: addr.into(), args, log };
+        let log = std::env::temp_dir().join(format!(
+            "session-node-{}-{}.log",
+            std::process::id(),
+            addr.replace(':', "_")
+        ));
+        let mut p = Self {
+            child: None,
+            addr: addr.into(),
+            args,
+            log,
+        };
         p.start();
         p
     }
 
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_session-node"))
             .args(&self.args)
             .stdout(std::process::Stdio::null())
@@ -179,29 +211,70 @@ pub async fn node_stats(addr: &str) -> Option<session_runtime::node::Stats> {
     use session_runtime::net::message::{Message, PeerRole, Request, Response};
     use session_runtime::net::Connection;
     let limit = Duration::from_millis(500);
-    let (mut conn, _) =
-        Connection::connect(addr, SECRET, PeerRole::Client { schema: None }, 16 << 20, limit).await.ok()?;
-    conn.send(&Message::Request { id: 1, request: Request::Stats }).await.ok()?;
+    let (mut conn, _) = Connection::connect(
+        addr,
+        SECRET,
+        PeerRole::Client { schema: None },
+        16 << 20,
+        limit,
+    )
+    .await
+    .ok()?;
+    conn.send(&Message::Request {
+        id: 1,
+        request: Request::Stats,
+    })
+    .await
+    .ok()?;
     match conn.read_within(limit).await.ok()? {
-        Message::Response { response: Response::Stats(s), .. } => Some(s),
+        Message::Response {
+            response: Response::Stats(s),
+            ..
+        } => Some(s),
         _ => None,
     }
 }
 
 /// Waits until the node at `addr` is primary with `backups` backups whose
 /// lag is zero, and returns its stats.
-pub async fn wait_primary(addr: &str, backups: usize, limit: Duration) -> session_runtime::node::Stats {
+pub async fn wait_primary(
+    addr: &str,
+    backups: usize,
+    limit: Duration,
+) -> session_runtime::node::Stats {
+    wait_role(addr, backups, true, limit).await
+}
+
+/// Waits until the node at `addr` is primary with `backups` backups linked
+/// (whatever their lag, as under load).
+pub async fn wait_linked(
+    addr: &str,
+    backups: usize,
+    limit: Duration,
+) -> session_runtime::node::Stats {
+    wait_role(addr, backups, false, limit).await
+}
+
+async fn wait_role(
+    addr: &str,
+    backups: usize,
+    caught_up: bool,
+    limit: Duration,
+) -> session_runtime::node::Stats {
     let start = Instant::now();
     loop {
         if let Some(s) = node_stats(addr).await {
             if s.role == session_runtime::net::message::Role::Primary
                 && s.backups.len() == backups
-                && s.backups.iter().all(|b| b.lag == 0)
+                && (!caught_up || s.backups.iter().all(|b| b.lag == 0))
             {
                 return s;
             }
         }
-        assert!(start.elapsed() < limit, "{addr} did not become primary with {backups} backups within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{addr} did not become primary with {backups} backups within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -220,9 +293,49 @@ struct ProxyState {
     links: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Copies `from` to `to`, holding each chunk for `delay` (bytes in flight
+/// are lost when either side fails, as on a network that drops them).
+async fn delayed_copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((at, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(at + delay).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx
+                    .send((tokio::time::Instant::now(), buf[..n].to_vec()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    writer.abort();
+}
+
 impl Proxy {
     /// Forwards connections made to `addr` to `target`.
     pub async fn start(target: String) -> Self {
+        Self::start_with_delay(target, Duration::ZERO).await
+    }
+
+    /// Forwards connections to `target`, delaying every byte by `delay`
+    /// each way.
+    pub async fn start_with_delay(target: String, delay: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
@@ -234,14 +347,30 @@ impl Proxy {
                 }
                 let target = target.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    if delay.is_zero() {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        return;
+                    }
+                    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
+                    // Either direction ending ends the link, dropping what is in flight.
+                    tokio::select! {
+                        _ = delayed_copy(in_read, out_write, delay) => {}
+                        _ = delayed_copy(out_read, in_write, delay) => {}
                     }
                 });
                 shared.lock().unwrap().links.push(link);
             }
         });
-        Self { addr, state, accept }
+        Self {
+            addr,
+            state,
+            accept,
+        }
     }
 
     /// Cuts every connection and refuses new ones.

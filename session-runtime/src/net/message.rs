@@ -278,8 +278,8 @@ pub struct SnapshotEntry {
     pub ttl_ms: u64,
     /// Per top-level field, the version that last changed it.
     pub field_versions: Vec<(u16, u64)>,
-    /// The last commit id and the version it produced.
-    pub last_commit: (u64, u64),
+    /// Recent commit ids and the versions they produced, oldest first.
+    pub recent_commits: Vec<(u64, u64)>,
     /// Full encoding.
     #[serde(with = "serde_bytes")]
     pub tree: Vec<u8>,
