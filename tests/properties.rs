@@ -73,8 +73,11 @@ fn number() -> impl Strategy<Value = u32> {
 }
 
 fn item() -> impl Strategy<Value = Item> {
-    (word(), number(), prop_oneof![0u64..3, any::<u64>()])
-        .prop_map(|(sku, qty, price)| Item { sku, qty, price })
+    (word(), number(), prop_oneof![0u64..3, any::<u64>()]).prop_map(|(sku, qty, price)| Item {
+        sku,
+        qty,
+        price,
+    })
 }
 
 fn nested() -> impl Strategy<Value = Nested> {
@@ -585,7 +588,10 @@ fn check_untrusted_delta(delta: &Delta, target: &Everything) -> Result<(), TestC
             }
         }
         Err(e) => {
-            prop_assert!(!typed_ok, "the typed value accepted what the tree rejected: {e}");
+            prop_assert!(
+                !typed_ok,
+                "the typed value accepted what the tree rejected: {e}"
+            );
             prop_assert_eq!(&tree, &before, "a failed tree apply changed the tree");
         }
     }
@@ -662,7 +668,7 @@ fn seq_patch() -> impl Strategy<Value = (u16, Patch)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(20000))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Each detector's delta turns the benchmark into the current value, on
     /// the typed value and on the tree; it round-trips through bytes; no
@@ -835,25 +841,4 @@ proptest! {
         prop_assert_eq!(Delta::from_bytes(&delta.to_bytes()), Ok(delta.clone()));
         check_untrusted_delta(&delta, &target)?;
     }
-}
-
-#[test]
-fn scratch_noncanonical_leaf() {
-    let target = Everything {
-        user_id: 0, name: String::new(), visits: 0,
-        cart: vec![Item { sku: String::new(), qty: 0, price: 0 }],
-        blob: vec![], recent: VecDeque::new(), counters: HashMap::new(), catalog: BTreeMap::new(),
-        seen: HashSet::new(), labels: BTreeSet::new(), note: None, extra: None,
-        profile: Nested { created: 0, tags: vec![], counts: HashMap::new() },
-        history: vec![], by_name: HashMap::new(), pinned: 0,
-    };
-    // sku "" = [0], qty via u16 marker, price 0
-    let leaf = Value::Leaf(vec![0, 251, 1, 0, 0]);
-    let delta = Delta::from_fields(vec![(CART, Patch::Seq(vec![SeqOp::Set { index: 0, patch: Patch::Set(leaf) }]))]);
-    let mut typed = target.clone();
-    let r = typed.apply(&delta);
-    let mut tree = target.to_value();
-    let r2 = tree.apply_fields(delta.fields());
-    println!("typed {r:?} tree {r2:?} typed={:?}", typed.cart);
-    println!("equal bytes: {}", typed.to_bytes() == tree.to_bytes());
 }

@@ -49,7 +49,10 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// One replica set made of `nodes`.
-    pub fn new(nodes: impl IntoIterator<Item = impl Into<String>>, secret: impl Into<Vec<u8>>) -> Self {
+    pub fn new(
+        nodes: impl IntoIterator<Item = impl Into<String>>,
+        secret: impl Into<Vec<u8>>,
+    ) -> Self {
         Self {
             sets: vec![nodes.into_iter().map(Into::into).collect()],
             secret: secret.into(),
@@ -159,10 +162,21 @@ impl Client {
     /// Checks the configuration and finds the primary of every set.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         if config.sets.is_empty() || config.sets.iter().any(Vec::is_empty) {
-            return Err(ClientError::Config("every replica set needs at least one node".into()));
+            return Err(ClientError::Config(
+                "every replica set needs at least one node".into(),
+            ));
         }
-        let sets = config.sets.iter().map(|nodes| SetConn { nodes: nodes.clone(), link: Mutex::new(None) }).collect();
-        let client = Client { inner: Arc::new(Inner { config, sets }) };
+        let sets = config
+            .sets
+            .iter()
+            .map(|nodes| SetConn {
+                nodes: nodes.clone(),
+                link: Mutex::new(None),
+            })
+            .collect();
+        let client = Client {
+            inner: Arc::new(Inner { config, sets }),
+        };
         let deadline = Instant::now() + client.inner.config.failover_timeout;
         for set in &client.inner.sets {
             client.link(set, deadline).await?;
@@ -182,7 +196,11 @@ impl Client {
             id,
             schema: schema.fingerprint(),
             mutable: schema.mutable_ids().to_vec(),
-            ttl_ms: self.inner.config.ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            ttl_ms: self
+                .inner
+                .config
+                .ttl
+                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             tree: value.to_bytes(),
             durability: self.inner.config.durability,
         };
@@ -193,16 +211,24 @@ impl Client {
     }
 
     /// Stores a new session and returns it tracked, at version 1.
-    pub async fn create_tracked<T: Session>(&self, value: T) -> Result<(SessionId, Tracked<T>), ClientError> {
+    pub async fn create_tracked<T: Session>(
+        &self,
+        value: T,
+    ) -> Result<(SessionId, Tracked<T>), ClientError> {
         let id = self.create(&value).await?;
         Ok((id, Tracked::with_version(value, 1)))
     }
 
     /// Reads a session, tracked at its current version.
     pub async fn load<T: Session>(&self, id: SessionId) -> Result<Tracked<T>, ClientError> {
-        let request = Request::Load { id, schema: T::schema().fingerprint() };
+        let request = Request::Load {
+            id,
+            schema: T::schema().fingerprint(),
+        };
         match self.call(self.set(&id), request).await? {
-            Response::Loaded { version, tree } => Ok(Tracked::with_version(T::from_bytes(&tree)?, version)),
+            Response::Loaded { version, tree } => {
+                Ok(Tracked::with_version(T::from_bytes(&tree)?, version))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -210,7 +236,11 @@ impl Client {
     /// Ships the tracked changes, made against the tracked version. Sends
     /// nothing when nothing changed. On success the changes become the
     /// benchmark and the version advances; on error they are kept.
-    pub async fn commit<T: Session>(&self, id: SessionId, tracked: &mut Tracked<T>) -> Result<u64, ClientError> {
+    pub async fn commit<T: Session>(
+        &self,
+        id: SessionId,
+        tracked: &mut Tracked<T>,
+    ) -> Result<u64, ClientError> {
         let delta = tracked.pending_delta();
         if delta.is_empty() {
             let version = tracked.version();
@@ -240,7 +270,10 @@ impl Client {
 
     /// Deletes a session.
     pub async fn delete(&self, id: SessionId) -> Result<(), ClientError> {
-        let request = Request::Delete { id, durability: self.inner.config.durability };
+        let request = Request::Delete {
+            id,
+            durability: self.inner.config.durability,
+        };
         match self.call(self.set(&id), request).await {
             Ok(Response::Done) => Ok(()),
             Ok(other) => Err(unexpected(other)),
@@ -280,7 +313,13 @@ impl Client {
             let link = self.link(set, deadline).await?;
             let (tx, rx) = oneshot::channel();
             let sent = link.calls.send((request.clone(), tx)).await.is_ok();
-            let answer = if sent { tokio::time::timeout(cfg.request_timeout, rx).await.map(Result::ok) } else { Ok(None) };
+            let answer = if sent {
+                tokio::time::timeout(cfg.request_timeout, rx)
+                    .await
+                    .map(Result::ok)
+            } else {
+                Ok(None)
+            };
             match answer {
                 Ok(Some(Response::Error(ErrorReply::NotPrimary { .. }))) => {
                     last_error = "node is no longer primary".into();
@@ -299,7 +338,9 @@ impl Client {
                     // An earlier attempt created it; its answer was lost.
                     return Ok(Response::Created { version: 1 });
                 }
-                Ok(Some(Response::Error(ErrorReply::NotFound))) if attempts > 1 && matches!(request, Request::Delete { .. }) => {
+                Ok(Some(Response::Error(ErrorReply::NotFound)))
+                    if attempts > 1 && matches!(request, Request::Delete { .. }) =>
+                {
                     return Ok(Response::Done);
                 }
                 Ok(Some(Response::Error(e))) => return Err(refusal(e)),
@@ -348,12 +389,21 @@ impl Client {
     async fn find_primary(&self, nodes: &[String]) -> Result<Connection, String> {
         let cfg = &self.inner.config;
         let role = PeerRole::Client { schema: None };
-        let tries = nodes
-            .iter()
-            .map(|n| Connection::connect(n, &cfg.secret, role.clone(), cfg.max_frame, cfg.connect_timeout));
+        let tries = nodes.iter().map(|n| {
+            Connection::connect(
+                n,
+                &cfg.secret,
+                role.clone(),
+                cfg.max_frame,
+                cfg.connect_timeout,
+            )
+        });
         let mut best: Option<(Connection, u64)> = None;
         let mut errors = Vec::new();
-        for (node, result) in nodes.iter().zip(futures_util::future::join_all(tries).await) {
+        for (node, result) in nodes
+            .iter()
+            .zip(futures_util::future::join_all(tries).await)
+        {
             match result {
                 Ok((conn, status)) if status.role == Role::Primary => {
                     if best.as_ref().is_none_or(|(_, e)| status.epoch > *e) {
@@ -420,17 +470,22 @@ fn spawn_link(conn: Connection) -> Link {
     Link { calls }
 }
 
-fn refusal(e: ErrorReply) -> ClientError {
+pub(crate) fn refusal(e: ErrorReply) -> ClientError {
     match e {
         ErrorReply::NotFound => ClientError::NotFound,
         ErrorReply::Conflict { current } => ClientError::Conflict { current },
-        ErrorReply::SchemaMismatch { session, request } => ClientError::SchemaMismatch { session, client: request },
+        ErrorReply::SchemaMismatch { session, request } => ClientError::SchemaMismatch {
+            session,
+            client: request,
+        },
         ErrorReply::NotDurable { acked } => ClientError::NotDurable { acked },
-        ErrorReply::NotPrimary { primary } => ClientError::Unavailable(format!("not primary (primary: {primary:?})")),
-        ErrorReply::AlreadyExists => ClientError::Refused("a session with this id exists".into()),
-        ErrorReply::UnknownVersion { current } => {
-            ClientError::Refused(format!("base version is newer than the session ({current})"))
+        ErrorReply::NotPrimary { primary } => {
+            ClientError::Unavailable(format!("not primary (primary: {primary:?})"))
         }
+        ErrorReply::AlreadyExists => ClientError::Refused("a session with this id exists".into()),
+        ErrorReply::UnknownVersion { current } => ClientError::Refused(format!(
+            "base version is newer than the session ({current})"
+        )),
         ErrorReply::TooLarge(m) | ErrorReply::BadRequest(m) => ClientError::Refused(m),
     }
 }
@@ -445,12 +500,17 @@ mod tests {
 
     #[test]
     fn jump_hash_is_stable_and_moves_few_keys() {
-        let keys: Vec<u64> = (0..10_000u64).map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let keys: Vec<u64> = (0..10_000u64)
+            .map(|k| k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
         let three: Vec<usize> = keys.iter().map(|k| jump_hash(*k, 3)).collect();
         let four: Vec<usize> = keys.iter().map(|k| jump_hash(*k, 4)).collect();
         assert!(three.iter().all(|b| *b < 3));
         let moved = three.iter().zip(&four).filter(|(a, b)| a != b).count();
         assert!(moved < 3_500, "{moved} of 10000 moved");
-        assert!(four.iter().zip(&three).all(|(f, t)| f == t || *f == 3), "keys only move to the new set");
+        assert!(
+            four.iter().zip(&three).all(|(f, t)| f == t || *f == 3),
+            "keys only move to the new set"
+        );
     }
 }

@@ -71,6 +71,7 @@
 //! - `error.rs`: [`DecodeError`], [`ApplyError`].
 #![deny(missing_docs)]
 
+pub mod backend;
 mod binary;
 mod client;
 pub mod codec;
@@ -94,9 +95,10 @@ mod wire;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use backend::{MemoryStore, SessionStore};
 pub use binary::BinaryBenchmark;
-pub use delta::Delta;
 pub use client::{Client, ClientConfig, ClientError};
+pub use delta::Delta;
 pub use error::{ApplyError, ApplyErrorKind, DecodeError, PathStep};
 pub use id::{ParseSessionIdError, SessionId};
 pub use net::message::Durability;

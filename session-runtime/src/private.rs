@@ -67,11 +67,38 @@ pub fn bad_field(id: u16, immutable: bool) -> ApplyError {
     })
 }
 
+/// The type of a mutable field: its first write through the tracked handle
+/// keeps a copy of the old value, so it must be `Clone`. Implemented for
+/// every `Clone` type; it exists for its error message.
+#[diagnostic::on_unimplemented(
+    message = "mutable session field type `{Self}` does not implement `Clone`",
+    label = "the first write through `edit()` keeps a clone of this field's old value",
+    note = "derive or implement `Clone` for `{Self}`, or mark the field `#[immutable]` if it never changes"
+)]
+pub trait MutableField: Clone {}
+
+impl<T: Clone> MutableField for T {}
+
 /// Takes the benchmark copy of a field on its first write.
-pub fn snapshot<T: Clone>(benchmark: &mut Option<T>, current: &T) {
+pub fn snapshot<T: MutableField>(benchmark: &mut Option<T>, current: &T) {
     if benchmark.is_none() {
         *benchmark = Some(current.clone());
     }
+}
+
+/// Hides the type of a field's strategy behind `impl Strategy<T>`.
+///
+/// The derive builds each strategy through this (for a whole field, and for
+/// each element type it leaves to [`Probe`]), so that when a type has no
+/// strategy the unmet bound is reported once, on that type, and not again at
+/// every generated use of the field. Costs nothing at run time.
+#[inline(always)]
+pub fn erase<T, S>(strategy: S) -> impl Strategy<T, Prepared: 'static>
+where
+    S: Strategy<T>,
+    S::Prepared: 'static,
+{
+    strategy
 }
 
 /// The shape hash of the field a strategy handles.

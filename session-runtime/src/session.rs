@@ -26,7 +26,7 @@ use crate::value::Value;
 ///
 /// For all three, applying the delta to the benchmark yields the current
 /// value, and an unchanged value yields an empty delta.
-pub trait Session: Sized + 'static {
+pub trait Session: Sized + Send + Sync + 'static {
     /// The proxy [`Tracked::edit`](crate::Tracked::edit) returns: one method
     /// per mutable field, returning `&mut` to it and marking it dirty.
     type Edit<'a>;
@@ -34,7 +34,7 @@ pub trait Session: Sized + 'static {
     /// Benchmark copies of the fields written since the last delta (taken on
     /// first write, so untouched fields cost nothing).
     #[doc(hidden)]
-    type Benchmark: Default;
+    type Benchmark: Default + Send + Sync;
 
     /// The fields, their ids and the type's fingerprint.
     fn schema() -> &'static Schema;

@@ -48,7 +48,11 @@ impl<T: Session> Tracked<T> {
 
     /// Starts tracking a value that is `version` of a stored session.
     pub fn with_version(value: T, version: u64) -> Self {
-        Self { value, benchmark: T::Benchmark::default(), version }
+        Self {
+            value,
+            benchmark: T::Benchmark::default(),
+            version,
+        }
     }
 
     /// The version of the stored session this value was loaded or last

@@ -21,7 +21,8 @@ pub fn nonce() -> [u8; 32] {
 
 fn mac(secret: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut m = <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut m =
+        <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
     for p in parts {
         m.update(&(p.len() as u64).to_le_bytes());
         m.update(p);

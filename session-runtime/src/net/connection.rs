@@ -66,8 +66,13 @@ impl Connection {
     pub fn new(stream: TcpStream, max_frame: usize) -> Self {
         // Small frames matter more than throughput here.
         let _ = stream.set_nodelay(true);
-        let codec = LengthDelimitedCodec::builder().max_frame_length(max_frame).new_codec();
-        Self { framed: Framed::new(stream, codec), max_frame }
+        let codec = LengthDelimitedCodec::builder()
+            .max_frame_length(max_frame)
+            .new_codec();
+        Self {
+            framed: Framed::new(stream, codec),
+            max_frame,
+        }
     }
 
     /// The next message; `Ok(None)` when the peer closed cleanly.
@@ -76,7 +81,9 @@ impl Connection {
             None => Ok(None),
             Some(Ok(frame)) => Ok(Some(codec::decode(&frame)?)),
             Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                Err(NetError::FrameTooLarge { limit: self.max_frame })
+                Err(NetError::FrameTooLarge {
+                    limit: self.max_frame,
+                })
             }
             Some(Err(e)) => Err(e.into()),
         }
@@ -99,7 +106,13 @@ impl Connection {
     /// requests.
     pub fn split(self) -> (Writer, Reader) {
         let (sink, stream) = self.framed.split();
-        (Writer { sink }, Reader { stream, max_frame: self.max_frame })
+        (
+            Writer { sink },
+            Reader {
+                stream,
+                max_frame: self.max_frame,
+            },
+        )
     }
 
     /// The next message, which must come within `limit`.
@@ -127,26 +140,55 @@ impl Connection {
 
     /// Flushes queued messages.
     pub async fn flush(&mut self) -> Result<(), NetError> {
-        SinkExt::<Bytes>::flush(&mut self.framed).await.map_err(NetError::from)
+        SinkExt::<Bytes>::flush(&mut self.framed)
+            .await
+            .map_err(NetError::from)
     }
 
     /// Server side of the handshake: challenge, check the proof, prove
     /// ourselves. Returns who connected.
-    pub async fn accept(&mut self, secret: &[u8], status: Status, limit: Duration) -> Result<PeerRole, NetError> {
+    pub async fn accept(
+        &mut self,
+        secret: &[u8],
+        status: Status,
+        limit: Duration,
+    ) -> Result<PeerRole, NetError> {
         let server_nonce = auth::nonce();
-        self.send(&Message::Challenge { protocol: PROTOCOL_VERSION, nonce: server_nonce }).await?;
-        let Message::Hello { protocol, nonce, role, proof } = self.read_within(limit).await? else {
+        self.send(&Message::Challenge {
+            protocol: PROTOCOL_VERSION,
+            nonce: server_nonce,
+        })
+        .await?;
+        let Message::Hello {
+            protocol,
+            nonce,
+            role,
+            proof,
+        } = self.read_within(limit).await?
+        else {
             return Err(NetError::Protocol("expected Hello".into()));
         };
         if protocol != PROTOCOL_VERSION {
             let reason = format!("protocol version {protocol} is not supported (this node speaks {PROTOCOL_VERSION})");
-            let _ = self.send(&Message::Refused { reason: reason.clone() }).await;
+            let _ = self
+                .send(&Message::Refused {
+                    reason: reason.clone(),
+                })
+                .await;
             return Err(NetError::Refused(reason));
         }
         let role_bytes = codec::encode(&role);
-        if !auth::verify(secret, &[b"hello", &server_nonce, &nonce, &role_bytes], &proof) {
+        if !auth::verify(
+            secret,
+            &[b"hello", &server_nonce, &nonce, &role_bytes],
+            &proof,
+        ) {
             let reason = "wrong cluster secret".to_string();
-            let _ = self.send(&Message::Refused { reason: reason.clone() }).await;
+            let _ = self
+                .send(&Message::Refused {
+                    reason: reason.clone(),
+                })
+                .await;
             return Err(NetError::Refused(reason));
         }
         let proof = auth::prove(secret, &[b"welcome", &nonce, &server_nonce]);
@@ -167,7 +209,11 @@ impl Connection {
             Ok(s) => s?,
         };
         let mut conn = Connection::new(stream, max_frame);
-        let Message::Challenge { protocol, nonce: server_nonce } = conn.read_within(limit).await? else {
+        let Message::Challenge {
+            protocol,
+            nonce: server_nonce,
+        } = conn.read_within(limit).await?
+        else {
             return Err(NetError::Protocol("expected Challenge".into()));
         };
         if protocol != PROTOCOL_VERSION {
@@ -178,16 +224,27 @@ impl Connection {
         let nonce = auth::nonce();
         let role_bytes = codec::encode(&role);
         let proof = auth::prove(secret, &[b"hello", &server_nonce, &nonce, &role_bytes]);
-        conn.send(&Message::Hello { protocol: PROTOCOL_VERSION, nonce, role, proof }).await?;
+        conn.send(&Message::Hello {
+            protocol: PROTOCOL_VERSION,
+            nonce,
+            role,
+            proof,
+        })
+        .await?;
         match conn.read_within(limit).await? {
             Message::Welcome { proof, status } => {
                 if !auth::verify(secret, &[b"welcome", &nonce, &server_nonce], &proof) {
-                    return Err(NetError::Refused("the node does not know the cluster secret".into()));
+                    return Err(NetError::Refused(
+                        "the node does not know the cluster secret".into(),
+                    ));
                 }
                 Ok((conn, status))
             }
             Message::Refused { reason } => Err(NetError::Refused(reason)),
-            other => Err(NetError::Protocol(format!("expected Welcome, got {}", kind(&other)))),
+            other => Err(NetError::Protocol(format!(
+                "expected Welcome, got {}",
+                kind(&other)
+            ))),
         }
     }
 }

@@ -27,7 +27,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if let Some((conn, status)) = find_primary(&shared).await {
             match follow(&shared, conn, &status).await {
                 Ok(()) => {}
-                Err(e) => tracing::info!(primary = %status.node, error = %e, "link to primary ended"),
+                Err(e) => {
+                    tracing::info!(primary = %status.node, error = %e, "link to primary ended")
+                }
             }
             let mut core = shared.core();
             if core.role == Role::Backup {
@@ -52,8 +54,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 async fn connect(shared: &Shared, peer: &str) -> Result<(Connection, Status), NetError> {
     let cfg = &shared.config;
-    Connection::connect(peer, &cfg.secret, PeerRole::Node { addr: shared.me.clone() }, cfg.max_frame, cfg.io_timeout)
-        .await
+    Connection::connect(
+        peer,
+        &cfg.secret,
+        PeerRole::Node {
+            addr: shared.me.clone(),
+        },
+        cfg.max_frame,
+        cfg.io_timeout,
+    )
+    .await
 }
 
 /// Asks every peer for its status; returns a connection to the primary of
@@ -62,7 +72,8 @@ async fn find_primary(shared: &Shared) -> Option<(Connection, Status)> {
     let answers = join_all(shared.config.peers.iter().map(|p| connect(shared, p))).await;
     let mut best: Option<(Connection, Status)> = None;
     for (conn, status) in answers.into_iter().flatten() {
-        if status.role == Role::Primary && best.as_ref().is_none_or(|(_, b)| status.epoch > b.epoch) {
+        if status.role == Role::Primary && best.as_ref().is_none_or(|(_, b)| status.epoch > b.epoch)
+        {
             best = Some((conn, status));
         }
     }
@@ -81,22 +92,36 @@ async fn follow(shared: &Shared, mut conn: Connection, primary: &Status) -> Resu
         let core = shared.core();
         (core.term.epoch(), core.log.id(), core.log.offset())
     };
-    conn.send(&Message::Sync { epoch, repl_id, offset }).await?;
+    conn.send(&Message::Sync {
+        epoch,
+        repl_id,
+        offset,
+    })
+    .await?;
     let link_epoch = match conn.read_within(cfg.io_timeout).await? {
         Message::Continue { epoch, repl_id } => {
             let mut core = shared.core();
             if core.term.observe(epoch) == EpochCheck::Stale {
-                return Err(NetError::Protocol(format!("primary of stale epoch {epoch}")));
+                return Err(NetError::Protocol(format!(
+                    "primary of stale epoch {epoch}"
+                )));
             }
             core.log.follow(repl_id);
             core.stats.partial_resyncs += 1;
             become_backup(&mut core, primary);
             epoch
         }
-        Message::FullResync { epoch, repl_id, offset } => {
+        Message::FullResync {
+            epoch,
+            repl_id,
+            offset,
+        } => {
             let mut sessions = Vec::new();
             loop {
-                match conn.read_within(cfg.io_timeout.max(cfg.failover_timeout)).await? {
+                match conn
+                    .read_within(cfg.io_timeout.max(cfg.failover_timeout))
+                    .await?
+                {
                     Message::Snapshot(chunk) => sessions.extend(chunk),
                     Message::SnapshotEnd => break,
                     other => {
@@ -110,7 +135,9 @@ async fn follow(shared: &Shared, mut conn: Connection, primary: &Status) -> Resu
             {
                 let mut core = shared.core();
                 if core.term.observe(epoch) == EpochCheck::Stale {
-                    return Err(NetError::Protocol(format!("primary of stale epoch {epoch}")));
+                    return Err(NetError::Protocol(format!(
+                        "primary of stale epoch {epoch}"
+                    )));
                 }
                 let now = Instant::now();
                 core.store.clear();
@@ -130,7 +157,10 @@ async fn follow(shared: &Shared, mut conn: Connection, primary: &Status) -> Resu
             return Ok(());
         }
         other => {
-            return Err(NetError::Protocol(format!("expected resync, got {}", crate::net::connection::kind(&other))))
+            return Err(NetError::Protocol(format!(
+                "expected resync, got {}",
+                crate::net::connection::kind(&other)
+            )))
         }
     };
     loop {
@@ -145,7 +175,9 @@ async fn follow(shared: &Shared, mut conn: Connection, primary: &Status) -> Resu
         let mut ack = false;
         // Apply every frame already buffered, then acknowledge once.
         for _ in 0..1024 {
-            let Some((raw, msg)) = frame else { return Ok(()) };
+            let Some((raw, msg)) = frame else {
+                return Ok(());
+            };
             match handle(shared, link_epoch, raw, msg) {
                 Ok(a) => ack |= a,
                 Err(Stale(status)) => {
@@ -161,7 +193,11 @@ async fn follow(shared: &Shared, mut conn: Connection, primary: &Status) -> Resu
         }
         if ack {
             let offset = shared.core().log.offset();
-            conn.send(&Message::Ack { epoch: link_epoch, offset }).await?;
+            conn.send(&Message::Ack {
+                epoch: link_epoch,
+                offset,
+            })
+            .await?;
         }
     }
 }
@@ -193,19 +229,25 @@ fn handle(shared: &Shared, link_epoch: u64, raw: bytes::Bytes, msg: Message) -> 
     // Having voted in a newer epoch, this node no longer helps the old
     // primary make writes durable.
     if core.term.epoch() != link_epoch || core.role != Role::Backup {
-        return Err(Broken(NetError::Protocol("link belongs to an old epoch".into())));
+        return Err(Broken(NetError::Protocol(
+            "link belongs to an old epoch".into(),
+        )));
     }
     match msg {
         Message::Entry { offset, op } => {
             if offset != core.log.offset() + 1 {
                 let expected = core.log.offset() + 1;
-                return Err(Broken(NetError::Protocol(format!("gap: expected offset {expected}, got {offset}"))));
+                return Err(Broken(NetError::Protocol(format!(
+                    "gap: expected offset {expected}, got {offset}"
+                ))));
             }
             if let Err(e) = core.store.apply_op(&op, Instant::now()) {
                 // This copy diverged: forget the stream so the next sync is full.
                 let id = random_u64();
                 core.log.reset(id, 0);
-                return Err(Broken(NetError::Protocol(format!("replicated change does not apply: {e}"))));
+                return Err(Broken(NetError::Protocol(format!(
+                    "replicated change does not apply: {e}"
+                ))));
             }
             core.log.append(raw);
             core.last_contact = Instant::now();
@@ -218,7 +260,10 @@ fn handle(shared: &Shared, link_epoch: u64, raw: bytes::Bytes, msg: Message) -> 
                 Ok(true)
             }
         },
-        other => Err(Broken(NetError::Protocol(format!("primary sent {}", crate::net::connection::kind(&other))))),
+        other => Err(Broken(NetError::Protocol(format!(
+            "primary sent {}",
+            crate::net::connection::kind(&other)
+        )))),
     }
 }
 
@@ -226,7 +271,8 @@ fn handle(shared: &Shared, link_epoch: u64, raw: bytes::Bytes, msg: Message) -> 
 async fn stand_for_election(shared: &Shared) {
     let cfg = &shared.config;
     // Random delay, so that two candidates rarely split the vote.
-    let jitter = Duration::from_millis(random_u64() % (cfg.failover_timeout.as_millis() as u64 / 4 + 1));
+    let jitter =
+        Duration::from_millis(random_u64() % (cfg.failover_timeout.as_millis() as u64 / 4 + 1));
     tokio::select! {
         _ = shared.stopped() => return,
         _ = tokio::time::sleep(jitter) => {}
@@ -244,7 +290,14 @@ async fn stand_for_election(shared: &Shared) {
     if votes < needed {
         let ask = |peer: String| async move {
             let (mut conn, _) = connect(shared, &peer).await.ok()?;
-            conn.send(&Message::Vote { epoch, repl_id, offset, candidate: shared.me.clone() }).await.ok()?;
+            conn.send(&Message::Vote {
+                epoch,
+                repl_id,
+                offset,
+                candidate: shared.me.clone(),
+            })
+            .await
+            .ok()?;
             match conn.read_within(cfg.io_timeout).await.ok()? {
                 Message::VoteReply { epoch, granted } => Some((epoch, granted)),
                 _ => None,

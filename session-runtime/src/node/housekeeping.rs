@@ -45,11 +45,14 @@ async fn check_peers(shared: &Shared) {
         return;
     }
     let cfg = &shared.config;
-    let role = PeerRole::Node { addr: shared.me.clone() };
-    let answers = join_all(
-        cfg.peers.iter().map(|p| Connection::connect(p, &cfg.secret, role.clone(), cfg.max_frame, cfg.io_timeout)),
-    )
-    .await;
+    let role = PeerRole::Node {
+        addr: shared.me.clone(),
+    };
+    let answers =
+        join_all(cfg.peers.iter().map(|p| {
+            Connection::connect(p, &cfg.secret, role.clone(), cfg.max_frame, cfg.io_timeout)
+        }))
+        .await;
     let mut core = shared.core();
     for (_, status) in answers.into_iter().flatten() {
         if core.term.observe(status.epoch) == EpochCheck::Newer && core.role == Role::Primary {

@@ -14,6 +14,15 @@ use crate::replication::{EpochCheck, Resume};
 const BATCH: usize = 256;
 /// Target size of one snapshot chunk.
 const CHUNK_BYTES: usize = 1 << 20;
+/// Bytes of a `Snapshot` frame besides its entries (tag, entry count).
+const CHUNK_OVERHEAD: usize = 16;
+
+/// An upper bound of the encoded size of a snapshot entry: the tree and
+/// its length, the id, six integers of at most 9 bytes as varints, and the
+/// field ids (3 bytes) and field versions (12 bytes) lists.
+fn entry_bound(s: &SnapshotEntry) -> usize {
+    s.tree.len() + 16 + 8 * 9 + 3 * s.mutable.len() + 12 * s.field_versions.len()
+}
 
 enum Plan {
     Partial(Vec<bytes::Bytes>),
@@ -79,7 +88,11 @@ pub(crate) async fn serve_backup(
     match plan {
         Plan::Partial(frames) => {
             tracing::info!(backup = %addr, missed = frames.len(), "partial resync");
-            conn.feed_encoded(crate::net::connection::encode(&Message::Continue { epoch, repl_id: stream_id })).await?;
+            conn.feed_encoded(crate::net::connection::encode(&Message::Continue {
+                epoch,
+                repl_id: stream_id,
+            }))
+            .await?;
             for f in frames {
                 conn.feed_encoded(f).await?;
             }
@@ -87,16 +100,25 @@ pub(crate) async fn serve_backup(
         }
         Plan::Full(sessions, at) => {
             tracing::info!(backup = %addr, sessions = sessions.len(), offset = at, "full resync");
-            conn.send(&Message::FullResync { epoch, repl_id: stream_id, offset: at }).await?;
+            conn.send(&Message::FullResync {
+                epoch,
+                repl_id: stream_id,
+                offset: at,
+            })
+            .await?;
+            // A chunk must fit in a frame, which may be smaller than a chunk.
+            let limit = CHUNK_BYTES.min(shared.config.max_frame.saturating_sub(CHUNK_OVERHEAD));
             let mut chunk = Vec::new();
             let mut bytes = 0;
             for s in sessions {
-                bytes += s.tree.len() + 64;
-                chunk.push(s);
-                if bytes >= CHUNK_BYTES {
-                    conn.send(&Message::Snapshot(std::mem::take(&mut chunk))).await?;
+                let size = entry_bound(&s);
+                if !chunk.is_empty() && bytes + size > limit {
+                    conn.send(&Message::Snapshot(std::mem::take(&mut chunk)))
+                        .await?;
                     bytes = 0;
                 }
+                bytes += size;
+                chunk.push(s);
             }
             if !chunk.is_empty() {
                 conn.send(&Message::Snapshot(chunk)).await?;

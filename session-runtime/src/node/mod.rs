@@ -59,6 +59,9 @@ use crate::net::message::{Durability, ErrorReply, Message, Op, Role, Status};
 use crate::replication::{Acks, ReplicationLog, Term};
 use crate::store::Store;
 
+/// Room for a message's envelope around a session in one frame.
+pub const FRAME_OVERHEAD: usize = 4096;
+
 /// Starts nodes.
 #[derive(Debug)]
 pub struct Node;
@@ -66,6 +69,17 @@ pub struct Node;
 impl Node {
     /// Binds the listener and starts the node's tasks.
     pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
+        // A session must fit in one frame with its envelope, or it could be
+        // stored but never loaded nor replicated.
+        if config.limits.max_session_bytes.saturating_add(FRAME_OVERHEAD) > config.max_frame {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "max_session_bytes ({}) plus {FRAME_OVERHEAD} bytes of framing must fit in max_frame ({})",
+                    config.limits.max_session_bytes, config.max_frame
+                ),
+            ));
+        }
         let listener = TcpListener::bind(&config.listen).await?;
         let addr = listener.local_addr()?;
         let me = config.advertise.clone().unwrap_or_else(|| addr.to_string());
@@ -85,7 +99,11 @@ impl Node {
             waiters: HashMap::new(),
             // A bootstrap node may stand for election as soon as it finds
             // no primary; the others first wait a failover timeout.
-            last_contact: if bootstrap { now.checked_sub(config.failover_timeout).unwrap_or(now) } else { now },
+            last_contact: if bootstrap {
+                now.checked_sub(config.failover_timeout).unwrap_or(now)
+            } else {
+                now
+            },
             next_token: 1,
             stats: Stats::new(me.clone()),
         };
@@ -103,7 +121,12 @@ impl Node {
             tokio::spawn(housekeeping::run(shared.clone())),
         ];
         tracing::info!(node = %shared.me, "listening");
-        Ok(NodeHandle { addr, shared, shutdown: shutdown_tx, tasks })
+        Ok(NodeHandle {
+            addr,
+            shared,
+            shutdown: shutdown_tx,
+            tasks,
+        })
     }
 }
 
@@ -178,11 +201,13 @@ impl Shared {
 
     /// The durability of a write that did not choose one.
     pub(crate) fn durability(&self, asked: Option<Durability>) -> Durability {
-        asked.or(self.config.default_durability).unwrap_or(if self.config.peers.is_empty() {
-            Durability::Async
-        } else {
-            Durability::Sync(1)
-        })
+        asked
+            .or(self.config.default_durability)
+            .unwrap_or(if self.config.peers.is_empty() {
+                Durability::Async
+            } else {
+                Durability::Sync(1)
+            })
     }
 }
 
@@ -214,7 +239,10 @@ pub(crate) enum Durable {
     /// Nothing: answer now.
     Now,
     /// This many backups must acknowledge; the receiver says when.
-    Wait { token: u64, rx: oneshot::Receiver<AckResult> },
+    Wait {
+        token: u64,
+        rx: oneshot::Receiver<AckResult>,
+    },
 }
 
 impl Core {
@@ -239,14 +267,19 @@ impl Core {
         s.backups = self
             .acks
             .offsets()
-            .map(|(_, acked)| BackupLag { acked, lag: self.log.offset().saturating_sub(acked) })
+            .map(|(_, acked)| BackupLag {
+                acked,
+                lag: self.log.offset().saturating_sub(acked),
+            })
             .collect();
         s.digest = self.store.digest();
         s
     }
 
     pub(crate) fn not_primary(&self) -> ErrorReply {
-        ErrorReply::NotPrimary { primary: self.primary.clone() }
+        ErrorReply::NotPrimary {
+            primary: self.primary.clone(),
+        }
     }
 
     /// Appends a committed change to the stream and queues it for every
@@ -269,7 +302,10 @@ impl Core {
             }
         }
         for link in overflowed {
-            tracing::warn!(link, "backup fell too far behind; dropping it to resynchronise");
+            tracing::warn!(
+                link,
+                "backup fell too far behind; dropping it to resynchronise"
+            );
             self.drop_link(link);
         }
         offset
@@ -318,7 +354,10 @@ impl Core {
     /// resynchronises from the new primary.
     pub(crate) fn step_down(&mut self, primary: Option<String>) {
         if self.role == Role::Primary {
-            tracing::warn!(epoch = self.term.epoch(), "stepping down: a newer epoch exists");
+            tracing::warn!(
+                epoch = self.term.epoch(),
+                "stepping down: a newer epoch exists"
+            );
         }
         self.role = Role::Follower;
         self.primary = primary;
@@ -340,11 +379,16 @@ impl Core {
         self.store.touch_all(now);
         self.last_contact = now;
         self.stats.failovers += 1;
-        tracing::info!(epoch = self.term.epoch(), offset = self.log.offset(), "promoted to primary");
+        tracing::info!(
+            epoch = self.term.epoch(),
+            offset = self.log.offset(),
+            "promoted to primary"
+        );
     }
 
     /// Whether a primary was heard from within `timeout`.
     pub(crate) fn primary_alive(&self, timeout: Duration) -> bool {
-        self.role == Role::Primary || (self.role == Role::Backup && self.last_contact.elapsed() < timeout)
+        self.role == Role::Primary
+            || (self.role == Role::Backup && self.last_contact.elapsed() < timeout)
     }
 }

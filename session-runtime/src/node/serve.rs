@@ -50,7 +50,10 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 async fn handle(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), NetError> {
     let mut conn = Connection::new(stream, shared.config.max_frame);
     let status = shared.core().status(&shared.me);
-    let role = match conn.accept(&shared.config.secret, status, shared.config.io_timeout).await {
+    let role = match conn
+        .accept(&shared.config.secret, status, shared.config.io_timeout)
+        .await
+    {
         Ok(role) => role,
         Err(e) => {
             shared.core().stats.rejected_connections += 1;
@@ -61,7 +64,10 @@ async fn handle(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), NetError>
         PeerRole::Client { .. } => serve_client(shared, conn).await,
         PeerRole::Node { addr } => serve_node(shared, conn, addr).await,
     };
-    if matches!(result, Err(NetError::Decode(_) | NetError::FrameTooLarge { .. } | NetError::Protocol(_))) {
+    if matches!(
+        result,
+        Err(NetError::Decode(_) | NetError::FrameTooLarge { .. } | NetError::Protocol(_))
+    ) {
         shared.core().stats.rejected_connections += 1;
     }
     result
@@ -85,7 +91,9 @@ async fn serve_client(shared: &Arc<Shared>, conn: Connection) -> Result<(), NetE
                     break Ok(());
                 }
             }
-            Ok(Some(other)) => break Err(NetError::Protocol(format!("client sent {}", kind(&other)))),
+            Ok(Some(other)) => {
+                break Err(NetError::Protocol(format!("client sent {}", kind(&other))))
+            }
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         }
@@ -112,7 +120,12 @@ async fn write_loop(mut writer: Writer, mut rx: mpsc::Receiver<Bytes>) {
     }
 }
 
-async fn respond(shared: &Arc<Shared>, id: u64, request: Request, out: &mpsc::Sender<Bytes>) -> Result<(), ()> {
+async fn respond(
+    shared: &Arc<Shared>,
+    id: u64,
+    request: Request,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<(), ()> {
     let send = move |response: Response| encode(&Message::Response { id, response });
     match execute(shared, request) {
         (response, None) => out.send(send(response)).await.map_err(|_| ()),
@@ -154,40 +167,86 @@ fn execute(shared: &Shared, request: Request) -> (Response, Option<Pending>) {
     let durability = |d: Option<Durability>| {
         let d = shared.durability(d);
         match d {
-            Durability::Sync(n) if usize::from(n) > shared.config.peers.len() => Err(ErrorReply::BadRequest(format!(
-                "Sync({n}) needs {n} backups; this set has {}",
-                shared.config.peers.len()
-            ))),
+            Durability::Sync(n) if usize::from(n) > shared.config.peers.len() => {
+                Err(ErrorReply::BadRequest(format!(
+                    "Sync({n}) needs {n} backups; this set has {}",
+                    shared.config.peers.len()
+                )))
+            }
             d => Ok(d),
         }
     };
     let result = match request {
-        Request::Create { id, schema, mutable, ttl_ms, tree, durability: d } => durability(d).and_then(|d| {
-            core.store.create(id, schema, &mutable, ttl_ms, &tree, now)?;
+        Request::Create {
+            id,
+            schema,
+            mutable,
+            ttl_ms,
+            tree,
+            durability: d,
+        } => durability(d).and_then(|d| {
+            core.store
+                .create(id, schema, &mutable, ttl_ms, &tree, now)?;
             let size = tree.len();
-            let offset = core.replicate(Op::Create { id, schema, mutable, ttl_ms, tree }, size);
+            let offset = core.replicate(
+                Op::Create {
+                    id,
+                    schema,
+                    mutable,
+                    ttl_ms,
+                    tree,
+                },
+                size,
+            );
             Ok((Response::Created { version: 1 }, offset, d))
         }),
         Request::Load { id, schema } => core
             .store
             .load(&id, schema, now)
             .map(|(version, tree)| (Response::Loaded { version, tree }, 0, Durability::Async)),
-        Request::Commit { id, schema, base, commit_id, delta, durability: d } => durability(d).and_then(|d| {
-            let c = core.store.commit(&id, schema, base, commit_id, &delta, now)?;
+        Request::Commit {
+            id,
+            schema,
+            base,
+            commit_id,
+            delta,
+            durability: d,
+        } => durability(d).and_then(|d| {
+            let c = core
+                .store
+                .commit(&id, schema, base, commit_id, &delta, now)?;
             let offset = if c.replayed {
                 core.log.offset()
             } else {
                 let size = core.store.session_bytes(&id).unwrap_or(0);
-                core.replicate(Op::Commit { id, version: c.version, commit_id, delta }, size)
+                core.replicate(
+                    Op::Commit {
+                        id,
+                        version: c.version,
+                        commit_id,
+                        delta,
+                    },
+                    size,
+                )
             };
-            Ok((Response::Committed { version: c.version, refresh: c.refresh }, offset, d))
+            Ok((
+                Response::Committed {
+                    version: c.version,
+                    refresh: c.refresh,
+                },
+                offset,
+                d,
+            ))
         }),
         Request::Delete { id, durability: d } => durability(d).and_then(|d| {
             core.store.delete(&id)?;
             let offset = core.replicate(Op::Delete { id }, 0);
             Ok((Response::Done, offset, d))
         }),
-        Request::Touch { id } => core.store.touch(&id, now).map(|()| (Response::Done, 0, Durability::Async)),
+        Request::Touch { id } => core
+            .store
+            .touch(&id, now)
+            .map(|()| (Response::Done, 0, Durability::Async)),
         Request::Status | Request::Stats => unreachable!("answered above"),
     };
     match result {
@@ -201,13 +260,26 @@ fn execute(shared: &Shared, request: Request) -> (Response, Option<Pending>) {
 
 /// Serves another node: a backup linking up, or a candidate asking for a
 /// vote.
-async fn serve_node(shared: &Arc<Shared>, mut conn: Connection, addr: String) -> Result<(), NetError> {
+async fn serve_node(
+    shared: &Arc<Shared>,
+    mut conn: Connection,
+    addr: String,
+) -> Result<(), NetError> {
     let Some(first) = conn.read().await? else {
         return Ok(());
     };
     match first {
-        Message::Sync { epoch, repl_id, offset } => link::serve_backup(shared, conn, addr, epoch, repl_id, offset).await,
-        Message::Vote { epoch, repl_id: _, offset, candidate } => {
+        Message::Sync {
+            epoch,
+            repl_id,
+            offset,
+        } => link::serve_backup(shared, conn, addr, epoch, repl_id, offset).await,
+        Message::Vote {
+            epoch,
+            repl_id: _,
+            offset,
+            candidate,
+        } => {
             let (granted, epoch_now) = {
                 let mut core = shared.core();
                 let alive = core.primary_alive(shared.config.failover_timeout);
@@ -223,8 +295,15 @@ async fn serve_node(shared: &Arc<Shared>, mut conn: Connection, addr: String) ->
                 (granted, core.term.epoch())
             };
             tracing::info!(%candidate, epoch, granted, "vote");
-            conn.send(&Message::VoteReply { epoch: epoch_now, granted }).await
+            conn.send(&Message::VoteReply {
+                epoch: epoch_now,
+                granted,
+            })
+            .await
         }
-        other => Err(NetError::Protocol(format!("node {addr} sent {}", kind(&other)))),
+        other => Err(NetError::Protocol(format!(
+            "node {addr} sent {}",
+            kind(&other)
+        ))),
     }
 }

@@ -55,7 +55,11 @@ impl Acks {
         if self.count(offset) >= needed {
             return true;
         }
-        self.waiters.push(Waiter { offset, needed, token });
+        self.waiters.push(Waiter {
+            offset,
+            needed,
+            token,
+        });
         false
     }
 

@@ -37,7 +37,14 @@ impl ReplicationLog {
     /// An empty stream with a fresh id, keeping at most `max_bytes` of
     /// entries.
     pub fn new(max_bytes: usize) -> Self {
-        Self { id: random_u64(), offset: 0, secondary: None, backlog: VecDeque::new(), bytes: 0, max_bytes }
+        Self {
+            id: random_u64(),
+            offset: 0,
+            secondary: None,
+            backlog: VecDeque::new(),
+            bytes: 0,
+            max_bytes,
+        }
     }
 
     /// The stream's id.
@@ -78,7 +85,9 @@ impl ReplicationLog {
     /// What a backup that holds stream `repl_id` up to `offset` needs.
     pub fn resume(&self, repl_id: u64, offset: u64) -> Resume {
         let known = (repl_id == self.id && offset <= self.offset)
-            || self.secondary.is_some_and(|(id, last)| id == repl_id && offset <= last);
+            || self
+                .secondary
+                .is_some_and(|(id, last)| id == repl_id && offset <= last);
         if !known {
             return Resume::Full;
         }
@@ -87,7 +96,11 @@ impl ReplicationLog {
         }
         match self.first_offset() {
             Some(first) if first <= offset + 1 => Resume::Partial(
-                self.backlog.iter().filter(|(o, _)| *o > offset).map(|(_, f)| f.clone()).collect(),
+                self.backlog
+                    .iter()
+                    .filter(|(o, _)| *o > offset)
+                    .map(|(_, f)| f.clone())
+                    .collect(),
             ),
             _ => Resume::Full,
         }
@@ -134,7 +147,10 @@ mod tests {
         for _ in 0..5 {
             log.append(frame(10));
         }
-        assert_eq!(log.resume(log.id(), 3), Resume::Partial(vec![frame(10), frame(10)]));
+        assert_eq!(
+            log.resume(log.id(), 3),
+            Resume::Partial(vec![frame(10), frame(10)])
+        );
         assert_eq!(log.resume(log.id(), 5), Resume::Partial(vec![]));
     }
 
@@ -146,7 +162,10 @@ mod tests {
         }
         assert_eq!(log.first_offset(), Some(4));
         assert!(log.backlog_bytes() <= 25);
-        assert_eq!(log.resume(log.id(), 3), Resume::Partial(vec![frame(10), frame(10)]));
+        assert_eq!(
+            log.resume(log.id(), 3),
+            Resume::Partial(vec![frame(10), frame(10)])
+        );
         assert_eq!(log.resume(log.id(), 2), Resume::Full);
     }
 
@@ -168,7 +187,10 @@ mod tests {
         log.promote();
         assert_ne!(log.id(), old);
         log.append(frame(2));
-        assert_eq!(log.resume(old, 2), Resume::Partial(vec![frame(1), frame(2)]));
+        assert_eq!(
+            log.resume(old, 2),
+            Resume::Partial(vec![frame(1), frame(2)])
+        );
         // A backup that got further than us on the old stream diverged.
         assert_eq!(log.resume(old, 4), Resume::Full);
     }

@@ -75,7 +75,13 @@ impl Term {
     /// Decides a vote for `candidate` in `epoch`. `up_to_date`: the
     /// candidate's stream is at least as far along as ours; `primary_alive`:
     /// we still hear from a primary (then we do not help depose it).
-    pub fn vote(&mut self, epoch: u64, candidate: &str, up_to_date: bool, primary_alive: bool) -> bool {
+    pub fn vote(
+        &mut self,
+        epoch: u64,
+        candidate: &str,
+        up_to_date: bool,
+        primary_alive: bool,
+    ) -> bool {
         if epoch < self.epoch || primary_alive || !up_to_date {
             return false;
         }
@@ -109,7 +115,10 @@ mod tests {
         assert!(!t.vote(1, "a", false, false), "behind");
         assert!(!t.vote(1, "a", true, true), "primary alive");
         assert!(t.vote(1, "a", true, false));
-        assert!(t.vote(1, "a", true, false), "the same candidate may ask again");
+        assert!(
+            t.vote(1, "a", true, false),
+            "the same candidate may ask again"
+        );
         assert!(!t.vote(1, "b", true, false), "second candidate, same epoch");
         assert!(t.vote(2, "b", true, false), "a new epoch frees the vote");
         assert!(!t.vote(1, "c", true, false), "stale epoch");

@@ -157,8 +157,8 @@ impl<T> PickOpaque<T> for Probe<T> {
 /// must be `Serialize`, `DeserializeOwned` and `PartialEq`. Implemented for
 /// every such type.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a session field: it is not a `#[derive(Session)]` struct, and not a `Serialize + Deserialize + PartialEq` value either",
-    label = "neither a session nor a serde value with `PartialEq`",
+    message = "session field type `{Self}` can be neither diffed nor replaced whole",
+    label = "not a `#[derive(Session)]` struct, nor `Serialize + Deserialize + PartialEq`",
     note = "derive `Session` for `{Self}` to diff it field by field, or derive `Serialize`, `Deserialize` and `PartialEq` for it to replace it whole when it changes"
 )]
 pub trait OpaqueValue: serde::Serialize + serde::de::DeserializeOwned + PartialEq {}
