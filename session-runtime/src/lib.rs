@@ -89,6 +89,8 @@ mod strategy;
 mod tracked;
 mod tree;
 mod value;
+#[cfg(feature = "axum")]
+pub mod web;
 mod wire;
 
 #[doc(hidden)]

@@ -173,8 +173,12 @@ async fn follow(shared: &Shared, mut conn: Connection, primary: &Status) -> Resu
         };
         let mut frame = first?;
         let mut ack = false;
-        // Apply every frame already buffered, then acknowledge once.
-        for _ in 0..1024 {
+        // Apply every frame already buffered (up to a bound, so that the
+        // primary hears an acknowledgement now and then), then acknowledge
+        // once. A frame is only read once it will be handled: one read and
+        // dropped at the bound would leave a gap in the stream.
+        let mut applied = 0;
+        loop {
             let Some((raw, msg)) = frame else {
                 return Ok(());
             };
@@ -185,6 +189,10 @@ async fn follow(shared: &Shared, mut conn: Connection, primary: &Status) -> Resu
                     return Err(NetError::Protocol("primary of a stale epoch".into()));
                 }
                 Err(Broken(e)) => return Err(e),
+            }
+            applied += 1;
+            if applied == 1024 {
+                break;
             }
             frame = match conn.read_ready() {
                 Some(f) => f?,
