@@ -115,3 +115,8 @@ pub use value::Value;
 /// Field attributes: `#[mutable]` (the default), `#[immutable]`,
 /// `#[session(id = N)]`.
 pub use session_derive::Session;
+
+/// The README's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -151,6 +151,26 @@ pub(crate) fn splice(old: &[u8], edits: &[Edit]) -> Result<Vec<u8>, (u64, u64)> 
     Ok(out)
 }
 
+/// When every edit overwrites bytes in place (deletes as many as it
+/// inserts) inside the body of a leaf encoded as `header` bytes of header
+/// and `len` bytes of body, the body offset and bytes of each edit: such a
+/// splice can be applied without rebuilding the leaf.
+pub(crate) fn overwrites(edits: &[Edit], header: usize, len: usize) -> Option<Vec<(usize, &[u8])>> {
+    let mut pos: usize = 0;
+    let mut out = Vec::with_capacity(edits.len());
+    for e in edits {
+        let start = pos.checked_add(usize::try_from(e.skip).ok()?)?;
+        let delete = usize::try_from(e.delete).ok()?;
+        let end = start.checked_add(delete)?;
+        if delete != e.insert.len() || start < header || end > header + len {
+            return None;
+        }
+        out.push((start - header, e.insert.as_slice()));
+        pos = end;
+    }
+    Some(out)
+}
+
 impl Patch {
     /// Appends the encoding of this patch.
     pub fn encode(&self, out: &mut Vec<u8>) {

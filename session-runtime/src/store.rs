@@ -340,7 +340,9 @@ impl Store {
 
     /// Whether a session is held and idle past its TTL at `now`.
     pub fn is_expired(&self, id: &SessionId, now: Instant) -> bool {
-        self.sessions.get(id).is_some_and(|e| now.saturating_duration_since(e.last_access) > e.ttl)
+        self.sessions
+            .get(id)
+            .is_some_and(|e| now.saturating_duration_since(e.last_access) > e.ttl)
     }
 
     /// Sessions idle past their TTL at `now`.

@@ -8,8 +8,9 @@
 use std::collections::BTreeSet;
 
 use crate::error::{ApplyError, ApplyErrorKind, PathStep};
-use crate::patch::{splice, MapOp, Patch, SeqOp};
+use crate::patch::{overwrites, splice, MapOp, Patch, SeqOp};
 use crate::value::Value;
+use crate::wire;
 
 impl Value {
     /// Applies a patch to this node. On error the node is unchanged.
@@ -53,11 +54,18 @@ impl Slot {
     }
 }
 
+/// Whether a splice only overwrites bytes of a leaf's body, so that it can
+/// be applied in place rather than by re-encoding a large leaf twice.
+fn in_place(edits: &[crate::patch::Edit], bytes: &[u8]) -> bool {
+    overwrites(edits, wire::header_len(bytes.len() as u64), bytes.len()).is_some()
+}
+
 /// Checks `patch` against `node`, collecting the results of byte splices
 /// (which must be decoded to be checked) in the order [`commit`] meets them.
 fn check(node: &Value, patch: &Patch, spliced: &mut Vec<Value>) -> Result<(), ApplyError> {
     match (patch, node) {
         (Patch::Set(_), _) => Ok(()),
+        (Patch::Splice(edits), Value::Leaf(bytes)) if in_place(edits, bytes) => Ok(()),
         (Patch::Splice(edits), _) => {
             let old = node.to_bytes();
             let new = splice(&old, edits).map_err(|(end, len)| {
@@ -183,6 +191,14 @@ fn check_seq(items: &[Value], ops: &[SeqOp], spliced: &mut Vec<Value>) -> Result
 fn commit(node: &mut Value, patch: &Patch, spliced: &mut impl Iterator<Item = Value>) {
     match (patch, node) {
         (Patch::Set(v), node) => *node = v.clone(),
+        (Patch::Splice(edits), Value::Leaf(bytes)) if in_place(edits, bytes) => {
+            let header = wire::header_len(bytes.len() as u64);
+            for (at, run) in overwrites(edits, header, bytes.len()).unwrap_or_default() {
+                if let Some(dst) = bytes.get_mut(at..at + run.len()) {
+                    dst.copy_from_slice(run);
+                }
+            }
+        }
         (Patch::Splice(_), node) => {
             if let Some(v) = spliced.next() {
                 *node = v;

@@ -35,7 +35,9 @@ impl MemoryStore {
 
     /// An empty store with size limits.
     pub fn with_limits(ttl: Duration, limits: Limits) -> Self {
-        Self { store: Arc::new(Mutex::new(Store::new(limits, ttl))) }
+        Self {
+            store: Arc::new(Mutex::new(Store::new(limits, ttl))),
+        }
     }
 
     /// Sessions held (expired ones included until next touched or swept).
@@ -78,17 +80,32 @@ impl SessionStore for MemoryStore {
         let id = SessionId::random();
         let schema = T::schema();
         let tree = value.to_bytes();
-        self.with(&id, |s, now| s.create(id, schema.fingerprint(), schema.mutable_ids(), 0, &tree, now))
-            .map_err(refusal)?;
+        self.with(&id, |s, now| {
+            s.create(
+                id,
+                schema.fingerprint(),
+                schema.mutable_ids(),
+                0,
+                &tree,
+                now,
+            )
+        })
+        .map_err(refusal)?;
         Ok(id)
     }
 
     async fn load<T: Session>(&self, id: SessionId) -> Result<Tracked<T>, ClientError> {
-        let (version, tree) = self.with(&id, |s, now| s.load(&id, T::schema().fingerprint(), now)).map_err(refusal)?;
+        let (version, tree) = self
+            .with(&id, |s, now| s.load(&id, T::schema().fingerprint(), now))
+            .map_err(refusal)?;
         Ok(Tracked::with_version(T::from_bytes(&tree)?, version))
     }
 
-    async fn commit<T: Session>(&self, id: SessionId, tracked: &mut Tracked<T>) -> Result<u64, ClientError> {
+    async fn commit<T: Session>(
+        &self,
+        id: SessionId,
+        tracked: &mut Tracked<T>,
+    ) -> Result<u64, ClientError> {
         let delta = tracked.pending_delta();
         if delta.is_empty() {
             let v = tracked.version();
@@ -99,7 +116,9 @@ impl SessionStore for MemoryStore {
         let schema = T::schema().fingerprint();
         let base = tracked.version();
         let done = self
-            .with(&id, |s, now| s.commit(&id, schema, base, random_u64() | 1, &bytes, now))
+            .with(&id, |s, now| {
+                s.commit(&id, schema, base, random_u64() | 1, &bytes, now)
+            })
             .map_err(refusal)?;
         tracked.mark_committed(done.version);
         if !done.refresh.is_empty() {

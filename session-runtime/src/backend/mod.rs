@@ -46,10 +46,16 @@ use crate::tracked::Tracked;
 /// - every call returns within a bounded time.
 pub trait SessionStore: Clone + Send + Sync + 'static {
     /// Stores a new session under a fresh random id.
-    fn create<T: Session>(&self, value: &T) -> impl Future<Output = Result<SessionId, ClientError>> + Send;
+    fn create<T: Session>(
+        &self,
+        value: &T,
+    ) -> impl Future<Output = Result<SessionId, ClientError>> + Send;
 
     /// Reads a session, tracked at its current version; counts as an access.
-    fn load<T: Session>(&self, id: SessionId) -> impl Future<Output = Result<Tracked<T>, ClientError>> + Send;
+    fn load<T: Session>(
+        &self,
+        id: SessionId,
+    ) -> impl Future<Output = Result<Tracked<T>, ClientError>> + Send;
 
     /// Ships the tracked changes; returns the new version.
     fn commit<T: Session>(
@@ -66,11 +72,17 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
 }
 
 impl SessionStore for Client {
-    fn create<T: Session>(&self, value: &T) -> impl Future<Output = Result<SessionId, ClientError>> + Send {
+    fn create<T: Session>(
+        &self,
+        value: &T,
+    ) -> impl Future<Output = Result<SessionId, ClientError>> + Send {
         Client::create(self, value)
     }
 
-    fn load<T: Session>(&self, id: SessionId) -> impl Future<Output = Result<Tracked<T>, ClientError>> + Send {
+    fn load<T: Session>(
+        &self,
+        id: SessionId,
+    ) -> impl Future<Output = Result<Tracked<T>, ClientError>> + Send {
         Client::load(self, id)
     }
 

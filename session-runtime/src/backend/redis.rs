@@ -108,7 +108,10 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("prefix", &self.prefix).field("ttl", &self.ttl).finish()
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("ttl", &self.ttl)
+            .finish()
     }
 }
 
@@ -140,12 +143,18 @@ impl RedisStore {
     /// 30 minutes idle unless [`RedisStore::with_ttl`] says otherwise.
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
         let timeout = Duration::from_secs(2);
-        let client = redis::Client::open(url).map_err(|e| ClientError::Config(format!("redis url {url}: {e}")))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| ClientError::Config(format!("redis url {url}: {e}")))?;
         let conn = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
             .await
             .map_err(|_| unavailable(format!("no connection to {url} within {timeout:?}")))?
             .map_err(unavailable)?;
-        Ok(Self { conn, prefix: "session:".into(), ttl: Duration::from_secs(30 * 60), timeout })
+        Ok(Self {
+            conn,
+            prefix: "session:".into(),
+            ttl: Duration::from_secs(30 * 60),
+            timeout,
+        })
     }
 
     /// Sets the idle TTL of sessions created from now on.
@@ -195,11 +204,26 @@ impl SessionStore for RedisStore {
         let Value::Record(fields) = value.to_value() else {
             return Err(bad_reply("create"));
         };
-        let mutable: String = schema.mutable_ids().iter().map(|i| format!(",{i}")).collect::<String>() + ",";
+        let mutable: String = schema
+            .mutable_ids()
+            .iter()
+            .map(|i| format!(",{i}"))
+            .collect::<String>()
+            + ",";
         let ttl = self.ttl.as_millis().max(1).to_string();
         let mut args: Vec<Vec<u8>> = vec![ttl.clone().into_bytes()];
-        args.extend([b"v".to_vec(), b"1".to_vec(), b"s".to_vec(), schema.fingerprint().to_string().into_bytes()]);
-        args.extend([b"m".to_vec(), mutable.into_bytes(), b"t".to_vec(), ttl.into_bytes()]);
+        args.extend([
+            b"v".to_vec(),
+            b"1".to_vec(),
+            b"s".to_vec(),
+            schema.fingerprint().to_string().into_bytes(),
+        ]);
+        args.extend([
+            b"m".to_vec(),
+            mutable.into_bytes(),
+            b"t".to_vec(),
+            ttl.into_bytes(),
+        ]);
         for (fid, v) in fields {
             args.push(field_name("f:", fid));
             args.push(v.to_bytes());
@@ -226,9 +250,11 @@ impl SessionStore for RedisStore {
             };
             match name {
                 b"v" => version = int(value),
-                b"s" => schema = int(value).map(|s| s as u64).or_else(|| {
-                    bytes(value).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
-                }),
+                b"s" => {
+                    schema = int(value).map(|s| s as u64).or_else(|| {
+                        bytes(value).and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+                    })
+                }
                 _ if name.starts_with(b"f:") => {
                     let fid: u16 = std::str::from_utf8(&name[2..])
                         .ok()
@@ -246,14 +272,21 @@ impl SessionStore for RedisStore {
         };
         let ours = T::schema().fingerprint();
         if schema != ours {
-            return Err(ClientError::SchemaMismatch { session: schema, client: ours });
+            return Err(ClientError::SchemaMismatch {
+                session: schema,
+                client: ours,
+            });
         }
         fields.sort_by_key(|(fid, _)| *fid);
         let value = T::from_value(&Value::Record(fields))?;
         Ok(Tracked::with_version(value, version as u64))
     }
 
-    async fn commit<T: Session>(&self, id: SessionId, tracked: &mut Tracked<T>) -> Result<u64, ClientError> {
+    async fn commit<T: Session>(
+        &self,
+        id: SessionId,
+        tracked: &mut Tracked<T>,
+    ) -> Result<u64, ClientError> {
         let delta = tracked.pending_delta();
         if delta.is_empty() {
             let v = tracked.version();
@@ -263,8 +296,10 @@ impl SessionStore for RedisStore {
         let Value::Record(current) = tracked.to_value() else {
             return Err(bad_reply("commit"));
         };
-        let changed: Vec<(u16, Value)> =
-            current.into_iter().filter(|(fid, _)| delta.field(*fid).is_some()).collect();
+        let changed: Vec<(u16, Value)> = current
+            .into_iter()
+            .filter(|(fid, _)| delta.field(*fid).is_some())
+            .collect();
         let mut args = vec![
             T::schema().fingerprint().to_string().into_bytes(),
             tracked.version().to_string().into_bytes(),
@@ -278,25 +313,53 @@ impl SessionStore for RedisStore {
         let Reply::Array(items) = reply else {
             return Err(bad_reply("commit"));
         };
-        let code = items.first().and_then(int).ok_or_else(|| bad_reply("commit"))?;
+        let code = items
+            .first()
+            .and_then(int)
+            .ok_or_else(|| bad_reply("commit"))?;
         let arg = items.get(1).and_then(int).unwrap_or(0);
         match code {
             -1 => return Err(ClientError::NotFound),
             -2 => {
-                return Err(ClientError::SchemaMismatch { session: arg as u64, client: T::schema().fingerprint() })
+                return Err(ClientError::SchemaMismatch {
+                    session: arg as u64,
+                    client: T::schema().fingerprint(),
+                })
             }
-            -3 => return Err(ClientError::Refused(format!("base version is newer than the session ({arg})"))),
-            -4 => return Err(ClientError::Conflict { current: arg as u64 }),
-            -5 => return Err(ClientError::Refused(format!("field {arg} is immutable or unknown"))),
+            -3 => {
+                return Err(ClientError::Refused(format!(
+                    "base version is newer than the session ({arg})"
+                )))
+            }
+            -4 => {
+                return Err(ClientError::Conflict {
+                    current: arg as u64,
+                })
+            }
+            -5 => {
+                return Err(ClientError::Refused(format!(
+                    "field {arg} is immutable or unknown"
+                )))
+            }
             v if v < 1 => return Err(bad_reply("commit")),
             _ => {}
         }
         let version = code as u64;
         let mut refresh = Vec::new();
         for pair in items[1..].chunks(2) {
-            let fid = pair.first().and_then(int).and_then(|i| u16::try_from(i).ok()).ok_or_else(|| bad_reply("commit"))?;
-            let node = pair.get(1).and_then(bytes).ok_or_else(|| bad_reply("commit"))?;
-            refresh.push((fid, Patch::Set(Value::from_bytes(node).map_err(|e: DecodeError| ApplyError::from(e))?)));
+            let fid = pair
+                .first()
+                .and_then(int)
+                .and_then(|i| u16::try_from(i).ok())
+                .ok_or_else(|| bad_reply("commit"))?;
+            let node = pair
+                .get(1)
+                .and_then(bytes)
+                .ok_or_else(|| bad_reply("commit"))?;
+            refresh.push((
+                fid,
+                Patch::Set(Value::from_bytes(node).map_err(|e: DecodeError| ApplyError::from(e))?),
+            ));
         }
         tracked.mark_committed(version);
         if !refresh.is_empty() {
@@ -308,10 +371,13 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: SessionId) -> Result<(), ClientError> {
         let mut conn = self.conn.clone();
-        let deleted: i64 = tokio::time::timeout(self.timeout, redis::cmd("DEL").arg(self.key(&id)).query_async(&mut conn))
-            .await
-            .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
-            .map_err(unavailable)?;
+        let deleted: i64 = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("DEL").arg(self.key(&id)).query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
+        .map_err(unavailable)?;
         if deleted == 1 {
             Ok(())
         } else {

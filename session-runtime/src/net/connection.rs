@@ -50,8 +50,32 @@ pub enum NetError {
 }
 
 /// Encodes a message once, so that it can be sent on several connections.
+///
+/// The encoder writes byte by byte into a growing buffer; encoding into a
+/// per-thread scratch buffer and copying the result out costs one exact
+/// allocation per message instead of a `Vec` grown from empty (several
+/// reallocations for a small message, and up to twice its size kept alive
+/// while it sits in the replication backlog).
 pub fn encode(msg: &Message) -> Bytes {
-    Bytes::from(codec::encode(msg))
+    /// A scratch buffer that grew past this is not kept.
+    const KEEP: usize = 64 << 10;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
+    }
+    SCRATCH.with(|scratch| {
+        // A message being encoded never encodes another, so the buffer is
+        // free; `try_borrow_mut` keeps that an assumption, not a panic.
+        let Ok(mut buf) = scratch.try_borrow_mut() else {
+            return Bytes::from(codec::encode(msg));
+        };
+        buf.clear();
+        codec::encode_into(msg, &mut buf);
+        let frame = Bytes::copy_from_slice(&buf);
+        if buf.capacity() > KEEP {
+            *buf = Vec::with_capacity(1024);
+        }
+        frame
+    })
 }
 
 /// A framed connection.

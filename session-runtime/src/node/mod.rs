@@ -71,7 +71,12 @@ impl Node {
     pub async fn start(config: NodeConfig) -> std::io::Result<NodeHandle> {
         // A session must fit in one frame with its envelope, or it could be
         // stored but never loaded nor replicated.
-        if config.limits.max_session_bytes.saturating_add(FRAME_OVERHEAD) > config.max_frame {
+        if config
+            .limits
+            .max_session_bytes
+            .saturating_add(FRAME_OVERHEAD)
+            > config.max_frame
+        {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(

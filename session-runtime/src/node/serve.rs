@@ -164,6 +164,19 @@ fn execute(shared: &Shared, request: Request) -> (Response, Option<Pending>) {
     if core.role != Role::Primary {
         return (Response::Error(core.not_primary()), None);
     }
+    // A session idle past its TTL is gone whether or not the expiry sweep
+    // ran since (as in MemoryStore and Redis): expire it now, replicated as
+    // the sweep does, or this access would find it and restart its clock.
+    if let Request::Load { id, .. }
+    | Request::Commit { id, .. }
+    | Request::Delete { id, .. }
+    | Request::Touch { id } = &request
+    {
+        if core.store.is_expired(id, now) && core.store.delete(id).is_ok() {
+            core.replicate(Op::Expire { id: *id }, 0);
+            core.stats.expired += 1;
+        }
+    }
     let durability = |d: Option<Durability>| {
         let d = shared.durability(d);
         match d {

@@ -10,7 +10,7 @@ use super::{replacement, Strategy};
 use crate::binary;
 use crate::codec;
 use crate::error::ApplyError;
-use crate::patch::Patch;
+use crate::patch::{overwrites, Edit, Patch};
 use crate::value::Value;
 use crate::wire::{self, kind};
 
@@ -111,17 +111,23 @@ where
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bytes;
 
-impl Bytes {
-    fn encoding(value: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(value.len() + 10);
-        wire::put_header(&mut out, kind::LEAF, value.len() as u64);
-        out.extend_from_slice(value);
-        out
-    }
+/// A checked patch of a byte string.
+#[derive(Debug)]
+pub enum BytesPrepared {
+    /// Replace the bytes.
+    Replace(Vec<u8>),
+    /// Overwrite runs in place, at these offsets.
+    Overwrite(Vec<(usize, Vec<u8>)>),
+}
+
+fn header(len: usize) -> Vec<u8> {
+    let mut h = Vec::with_capacity(11);
+    wire::put_header(&mut h, kind::LEAF, len as u64);
+    h
 }
 
 impl Strategy<Vec<u8>> for Bytes {
-    type Prepared = Vec<u8>;
+    type Prepared = BytesPrepared;
 
     fn shape(self) -> u64 {
         crate::schema::shape("bytes", &[])
@@ -151,19 +157,61 @@ impl Strategy<Vec<u8>> for Bytes {
         a == b
     }
 
+    /// Byte runs of the encoding, computed on the bytes themselves (no copy
+    /// of either side); a change of length also rewrites the header.
     fn diff(self, current: &Vec<u8>, benchmark: &Vec<u8>) -> Option<Patch> {
         if current == benchmark {
             return None;
         }
-        binary::patch(&Self::encoding(benchmark), &Self::encoding(current))
+        let (old_header, new_header) = (header(benchmark.len()), header(current.len()));
+        let mut edits = binary::edits(benchmark, current);
+        if old_header == new_header {
+            if let Some(first) = edits.first_mut() {
+                first.skip += old_header.len() as u64;
+            }
+        } else {
+            edits.insert(
+                0,
+                Edit {
+                    skip: 0,
+                    delete: old_header.len() as u64,
+                    insert: new_header.clone(),
+                },
+            );
+        }
+        let runs = Patch::Splice(edits);
+        Some(if runs.encoded_len() < new_header.len() + current.len() {
+            runs
+        } else {
+            Patch::Set(Value::Leaf(current.clone()))
+        })
     }
 
-    fn prepare(self, target: &Vec<u8>, patch: &Patch) -> Result<Vec<u8>, ApplyError> {
-        replacement(self, target, patch)
-            .unwrap_or_else(|| Err(ApplyError::shape("leaf", "structural patch")))
+    fn prepare(self, target: &Vec<u8>, patch: &Patch) -> Result<BytesPrepared, ApplyError> {
+        if let Patch::Splice(edits) = patch {
+            let h = wire::header_len(target.len() as u64);
+            if let Some(runs) = overwrites(edits, h, target.len()) {
+                return Ok(BytesPrepared::Overwrite(
+                    runs.into_iter().map(|(at, b)| (at, b.to_vec())).collect(),
+                ));
+            }
+        }
+        match replacement(self, target, patch) {
+            Some(whole) => whole.map(BytesPrepared::Replace),
+            None => Err(ApplyError::shape("leaf", "structural patch")),
+        }
     }
 
-    fn commit(self, target: &mut Vec<u8>, prepared: Vec<u8>) {
-        *target = prepared;
+    fn commit(self, target: &mut Vec<u8>, prepared: BytesPrepared) {
+        match prepared {
+            BytesPrepared::Replace(bytes) => *target = bytes,
+            BytesPrepared::Overwrite(runs) => {
+                for (at, bytes) in runs {
+                    if let Some(dst) = target.get_mut(at..at + bytes.len()) {
+                        dst.copy_from_slice(&bytes);
+                    }
+                }
+            }
+        }
     }
 }

@@ -232,7 +232,22 @@ where
             }
         }
         ops.sort_unstable_by(|a, b| a.key().cmp(b.key()));
-        (!ops.is_empty()).then(|| smaller(self, current, Patch::Map(ops)))
+        if ops.is_empty() {
+            return None;
+        }
+        // The whole map is at least its header, the entries the patch
+        // carries whole, and two bytes for every other entry.
+        let (carried, count) = ops.iter().fold((0, 0), |(bytes, n), op| match op {
+            MapOp::Put { key, value } => (
+                bytes + wire::varint_len(key.len() as u64) + key.len() + value.encoded_len(),
+                n + 1,
+            ),
+            _ => (bytes, n),
+        });
+        let bound = wire::header_len(current.len() as u64)
+            + carried
+            + 2 * current.len().saturating_sub(count);
+        Some(smaller(self, current, Patch::Map(ops), bound))
     }
 
     fn prepare(self, target: &M, patch: &Patch) -> Result<Self::Prepared, ApplyError> {
@@ -437,7 +452,20 @@ where
             );
         }
         ops.sort_unstable_by(|a, b| a.key().cmp(b.key()));
-        (!ops.is_empty()).then(|| smaller(self, current, Patch::Map(ops)))
+        if ops.is_empty() {
+            return None;
+        }
+        let (carried, count) = ops.iter().fold((0, 0), |(bytes, n), op| match op {
+            MapOp::Put { key, value } => (
+                bytes + wire::varint_len(key.len() as u64) + key.len() + value.encoded_len(),
+                n + 1,
+            ),
+            _ => (bytes, n),
+        });
+        let bound = wire::header_len(current.len() as u64)
+            + carried
+            + 2 * current.len().saturating_sub(count);
+        Some(smaller(self, current, Patch::Map(ops), bound))
     }
 
     fn prepare(self, target: &Q, patch: &Patch) -> Result<Self::Prepared, ApplyError> {

@@ -84,9 +84,14 @@ pub(crate) fn replacement<T, S: Strategy<T>>(
 
 /// Replaces a structural patch by the whole value when that is not larger,
 /// so that a patch never costs more than shipping the field.
-pub(crate) fn smaller<T, S: Strategy<T>>(s: S, current: &T, patch: Patch) -> Patch {
+///
+/// `bound` is a lower bound of the whole value's encoded length known from
+/// the patch (elements it carries whole); building the whole value to
+/// measure it is the expensive path, taken only when the bound is not
+/// enough.
+pub(crate) fn smaller<T, S: Strategy<T>>(s: S, current: &T, patch: Patch, bound: usize) -> Patch {
     let patch_len = patch.encoded_len();
-    if patch_len <= s.min_len(current) {
+    if patch_len <= bound.max(s.min_len(current)) {
         return patch;
     }
     let whole = s.to_value(current);

@@ -92,7 +92,7 @@ impl<T: Session> Strategy<T> for Nested<T> {
             return Some(Patch::Set(current.to_value()));
         }
         let delta = current.diff(benchmark);
-        (!delta.is_empty()).then(|| smaller(self, current, Patch::Record(delta.into_fields())))
+        (!delta.is_empty()).then(|| smaller(self, current, Patch::Record(delta.into_fields()), 0))
     }
 
     fn prepare(self, target: &T, patch: &Patch) -> Result<Self::Prepared, ApplyError> {

@@ -1,6 +1,6 @@
 //! `Vec<T>` and `VecDeque<T>`: element patches, inserts, removes, pushes.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use super::{replacement, smaller, Strategy};
 use crate::error::{ApplyError, ApplyErrorKind, PathStep};
@@ -225,7 +225,24 @@ where
                 }
             });
         }
-        (!ops.is_empty()).then(|| smaller(self, current, Patch::Seq(ops)))
+        if ops.is_empty() {
+            return None;
+        }
+        // The whole sequence is at least its header, the elements the patch
+        // carries whole, and a byte for every other element.
+        let (carried, count) = ops.iter().fold((0, 0), |(bytes, n), op| match op {
+            SeqOp::Set {
+                patch: Patch::Set(v),
+                ..
+            } => (bytes + v.encoded_len(), n + 1),
+            SeqOp::Insert { values, .. } | SeqOp::Push(values) => (
+                bytes + values.iter().map(Value::encoded_len).sum::<usize>(),
+                n + values.len(),
+            ),
+            _ => (bytes, n),
+        });
+        let bound = wire::header_len(new as u64) + carried + new.saturating_sub(count);
+        Some(smaller(self, current, Patch::Seq(ops), bound))
     }
 
     fn prepare(self, target: &Q, patch: &Patch) -> Result<Self::Prepared, ApplyError> {
@@ -239,7 +256,7 @@ where
         // sits at each position once positions have shifted.
         let mut len = target.len();
         let mut slots: Option<Vec<Option<usize>>> = None;
-        let mut patched = BTreeSet::new();
+        let mut patched = Patched::default();
         let mut out = Vec::with_capacity(ops.len());
         let out_of_range = |index: u64, len: usize| {
             ApplyError::new(ApplyErrorKind::IndexOutOfRange {
@@ -266,7 +283,7 @@ where
                             "patch of an element inserted by the same patch",
                         ))));
                     };
-                    if !patched.insert(old) {
+                    if !patched.add(old) {
                         return Err(at(ApplyError::new(ApplyErrorKind::Conflict(
                             "element patched twice",
                         ))));
@@ -341,5 +358,28 @@ where
                 }
             }
         }
+    }
+}
+
+/// The old elements a sequence patch already patched. Our differ emits
+/// them in increasing order, which is checked without allocating; any other
+/// order falls back to a list.
+#[derive(Debug, Default)]
+struct Patched {
+    last: Option<usize>,
+    earlier: Vec<usize>,
+}
+
+impl Patched {
+    /// Records `i`; false if it was already recorded.
+    fn add(&mut self, i: usize) -> bool {
+        match self.last {
+            Some(last) if i == last => return false,
+            Some(last) if i < last && self.earlier.contains(&i) => return false,
+            Some(last) => self.earlier.push(last),
+            None => {}
+        }
+        self.last = Some(i);
+        true
     }
 }

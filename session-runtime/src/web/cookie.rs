@@ -117,7 +117,8 @@ impl CookieConfig {
             let _ = write!(out, "; Max-Age={}", age.as_secs());
         }
         // Built from hex digits and configuration text checked in `new`'s users.
-        HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("session=; Max-Age=0"))
+        HeaderValue::from_str(&out)
+            .unwrap_or_else(|_| HeaderValue::from_static("session=; Max-Age=0"))
     }
 
     /// A `Set-Cookie` value that removes the cookie.
@@ -125,7 +126,8 @@ impl CookieConfig {
         let mut out = format!("{}=", self.name);
         self.attributes(&mut out);
         out.push_str("; Max-Age=0");
-        HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("session=; Max-Age=0"))
+        HeaderValue::from_str(&out)
+            .unwrap_or_else(|_| HeaderValue::from_static("session=; Max-Age=0"))
     }
 }
 
@@ -141,7 +143,10 @@ mod tests {
         assert_eq!(c.verify(&value), Some(id));
         let mut tampered = value.clone().into_bytes();
         tampered[3] = if tampered[3] == b'0' { b'1' } else { b'0' };
-        assert_eq!(c.verify(std::str::from_utf8(&tampered).expect("ascii")), None);
+        assert_eq!(
+            c.verify(std::str::from_utf8(&tampered).expect("ascii")),
+            None
+        );
         assert_eq!(CookieConfig::new(b"other".to_vec()).verify(&value), None);
         for junk in ["", ".", "abc.def", &id.to_string(), &format!("{id}.zz")] {
             assert_eq!(c.verify(junk), None, "{junk}");
@@ -153,12 +158,22 @@ mod tests {
         let mut c = CookieConfig::new(b"k".to_vec());
         let set = c.set_cookie(&SessionId::random());
         let set = set.to_str().expect("ascii");
-        for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=1800", "Secure"] {
+        for attr in [
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=1800",
+            "Secure",
+        ] {
             assert!(set.contains(attr), "{set}");
         }
         c.secure = false;
         assert!(!c.clear_cookie().to_str().expect("ascii").contains("Secure"));
-        assert!(c.clear_cookie().to_str().expect("ascii").contains("Max-Age=0"));
+        assert!(c
+            .clear_cookie()
+            .to_str()
+            .expect("ascii")
+            .contains("Max-Age=0"));
     }
 
     #[test]
@@ -166,8 +181,14 @@ mod tests {
         let c = CookieConfig::new(b"k".to_vec());
         let id = SessionId::random();
         let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("theme=dark; session=forged"));
-        h.append(COOKIE, HeaderValue::from_str(&format!("a=b; session={}", c.sign(&id))).expect("ascii"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("theme=dark; session=forged"),
+        );
+        h.append(
+            COOKIE,
+            HeaderValue::from_str(&format!("a=b; session={}", c.sign(&id))).expect("ascii"),
+        );
         assert_eq!(c.session_id(&h), Some(id));
     }
 }

@@ -99,20 +99,31 @@ pub struct SessionLayer<S, T> {
 
 impl<S: Clone, T> Clone for SessionLayer<S, T> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), cookie: self.cookie.clone(), _session: PhantomData }
+        Self {
+            store: self.store.clone(),
+            cookie: self.cookie.clone(),
+            _session: PhantomData,
+        }
     }
 }
 
 impl<S: std::fmt::Debug, T> std::fmt::Debug for SessionLayer<S, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionLayer").field("store", &self.store).field("cookie", &self.cookie.name).finish()
+        f.debug_struct("SessionLayer")
+            .field("store", &self.store)
+            .field("cookie", &self.cookie.name)
+            .finish()
     }
 }
 
 impl<S: SessionStore, T: Session> SessionLayer<S, T> {
     /// Sessions of type `T` in `store`, named by the cookie `cookie`.
     pub fn new(store: S, cookie: CookieConfig) -> Self {
-        Self { store, cookie: Arc::new(cookie), _session: PhantomData }
+        Self {
+            store,
+            cookie: Arc::new(cookie),
+            _session: PhantomData,
+        }
     }
 }
 
@@ -120,7 +131,12 @@ impl<Svc, S: Clone, T> tower::Layer<Svc> for SessionLayer<S, T> {
     type Service = SessionService<Svc, S, T>;
 
     fn layer(&self, inner: Svc) -> Self::Service {
-        SessionService { inner, store: self.store.clone(), cookie: self.cookie.clone(), _session: PhantomData }
+        SessionService {
+            inner,
+            store: self.store.clone(),
+            cookie: self.cookie.clone(),
+            _session: PhantomData,
+        }
     }
 }
 
@@ -134,7 +150,12 @@ pub struct SessionService<Svc, S, T> {
 
 impl<Svc: Clone, S: Clone, T> Clone for SessionService<Svc, S, T> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone(), store: self.store.clone(), cookie: self.cookie.clone(), _session: PhantomData }
+        Self {
+            inner: self.inner.clone(),
+            store: self.store.clone(),
+            cookie: self.cookie.clone(),
+            _session: PhantomData,
+        }
     }
 }
 
@@ -182,11 +203,18 @@ where
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "session store unavailable");
-                        return Ok(status(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable"));
+                        return Ok(status(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "session store unavailable",
+                        ));
                     }
                 }
             }
-            let slot = Arc::new(Mutex::new(Slot { id, tracked, action: Action::Keep }));
+            let slot = Arc::new(Mutex::new(Slot {
+                id,
+                tracked,
+                action: Action::Keep,
+            }));
             req.extensions_mut().insert(SlotHandle(slot.clone()));
             let response = match inner.call(req).await {
                 Ok(r) => r.into_response(),
@@ -222,8 +250,11 @@ async fn finish<S: SessionStore, T: Session>(
                     match store.commit(id, t).await {
                         Ok(_) => {}
                         Err(ClientError::NotFound) => {
-                            response = status(StatusCode::CONFLICT, "the session expired; log in again");
-                            response.headers_mut().append(SET_COOKIE, cookie.clear_cookie());
+                            response =
+                                status(StatusCode::CONFLICT, "the session expired; log in again");
+                            response
+                                .headers_mut()
+                                .append(SET_COOKIE, cookie.clear_cookie());
                         }
                         Err(e) => return failed(e),
                     }
@@ -231,7 +262,9 @@ async fn finish<S: SessionStore, T: Session>(
             }
         }
         Action::Start | Action::Rotate => {
-            let Some(t) = slot.tracked.as_ref() else { return response };
+            let Some(t) = slot.tracked.as_ref() else {
+                return response;
+            };
             let new_id = match store.create::<T>(t).await {
                 Ok(id) => id,
                 Err(e) => return failed(e),
@@ -241,7 +274,9 @@ async fn finish<S: SessionStore, T: Session>(
                     tracing::warn!(error = %e, "old session not deleted on rotation");
                 }
             }
-            response.headers_mut().append(SET_COOKIE, cookie.set_cookie(&new_id));
+            response
+                .headers_mut()
+                .append(SET_COOKIE, cookie.set_cookie(&new_id));
         }
         Action::End => {
             if let Some(old) = slot.id.take() {
@@ -250,7 +285,9 @@ async fn finish<S: SessionStore, T: Session>(
                     Err(e) => return failed(e),
                 }
             }
-            response.headers_mut().append(SET_COOKIE, cookie.clear_cookie());
+            response
+                .headers_mut()
+                .append(SET_COOKIE, cookie.clear_cookie());
         }
     }
     slot.action = Action::Keep;
@@ -269,7 +306,10 @@ pub struct TrackedSession<T: Session> {
 
 impl<T: Session + std::fmt::Debug> std::fmt::Debug for TrackedSession<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrackedSession").field("id", &self.slot.id).field("value", &self.get()).finish()
+        f.debug_struct("TrackedSession")
+            .field("id", &self.slot.id)
+            .field("value", &self.get())
+            .finish()
     }
 }
 
@@ -321,6 +361,8 @@ impl<St: Send + Sync, T: Session> FromRequestParts<St> for TrackedSession<T> {
             );
             return Err((StatusCode::INTERNAL_SERVER_ERROR, "session layer missing"));
         };
-        Ok(TrackedSession { slot: handle.0.lock_owned().await })
+        Ok(TrackedSession {
+            slot: handle.0.lock_owned().await,
+        })
     }
 }
