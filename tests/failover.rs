@@ -11,10 +11,12 @@ use session_runtime::{Client, ClientError, Durability, Tracked};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_primary_loses_no_acknowledged_sync_commit() {
     let (a_addr, b_addr) = (free_addr(), free_addr());
-    let mut a = NodeProcess::spawn(&a_addr, &[b_addr.clone()], true, &[]);
-    let mut b = NodeProcess::spawn(&b_addr, &[a_addr.clone()], false, &[]);
+    let mut a = NodeProcess::spawn(&a_addr, std::slice::from_ref(&b_addr), true, &[]);
+    let mut b = NodeProcess::spawn(&b_addr, std::slice::from_ref(&a_addr), false, &[]);
     wait_primary(&a_addr, 1, Duration::from_secs(10)).await;
-    let client = Client::connect(client_config(&[a_addr.clone(), b_addr.clone()])).await.unwrap();
+    let client = Client::connect(client_config(&[a_addr.clone(), b_addr.clone()]))
+        .await
+        .unwrap();
     let (id, mut cart) = client.create_tracked(Cart::new(1)).await.unwrap();
     let mut expected = Vec::new();
     for i in 0..30 {
@@ -41,14 +43,20 @@ async fn killing_the_primary_loses_no_acknowledged_sync_commit() {
     let mut probe = impatient.load::<Cart>(id).await.unwrap();
     probe.edit().note().push_str("unacknowledged");
     let alone = impatient.commit(id, &mut probe).await;
-    assert!(matches!(alone, Err(ClientError::NotDurable { acked: 0 })), "{alone:?}");
+    assert!(
+        matches!(alone, Err(ClientError::NotDurable { acked: 0 })),
+        "{alone:?}"
+    );
 
     // --- restart the old primary: it rejoins as a backup with a full resync
     a.restart();
     let b_stats = wait_primary(&b_addr, 1, Duration::from_secs(10)).await;
     assert!(b_stats.full_resyncs_served >= 1);
     let a_stats = node_stats(&a_addr).await.unwrap();
-    assert_eq!(a_stats.digest, b_stats.digest, "backup holds what the primary holds");
+    assert_eq!(
+        a_stats.digest, b_stats.digest,
+        "backup holds what the primary holds"
+    );
 
     // --- Sync commits work again; kill the new primary too
     let mut cart = client.load::<Cart>(id).await.unwrap();
@@ -70,6 +78,6 @@ async fn killing_the_primary_loses_no_acknowledged_sync_commit() {
     lone.durability = Some(Durability::Async);
     let async_client = Client::connect(lone).await.unwrap();
     let mut cart = async_client.load::<Cart>(id).await.unwrap();
-    cart.edit().note().push_str("!");
+    cart.edit().note().push('!');
     async_client.commit(id, &mut cart).await.unwrap();
 }

@@ -31,7 +31,7 @@ impl Field<'_> {
     }
 }
 
-const ONLY_NAMED: &str = "#[derive(Session)] supports only structs with named fields";
+const ONLY_NAMED: &str = "`#[derive(Session)]` supports only structs with named fields";
 
 impl<'a> Input<'a> {
     pub fn from_syn(input: &'a DeriveInput, errors: &mut Errors) -> Result<Self> {
@@ -41,26 +41,26 @@ impl<'a> Input<'a> {
                 Fields::Unnamed(f) => {
                     return Err(Error::new_spanned(
                         f,
-                        format!("{ONLY_NAMED}; name the fields of this tuple struct"),
+                        format!("{ONLY_NAMED}, not tuple structs; give each field a name, as in `struct Shop {{ name: String }}`"),
                     ))
                 }
                 Fields::Unit => {
                     return Err(Error::new_spanned(
                         &input.ident,
-                        format!("{ONLY_NAMED}; a unit struct has no state to keep in a session"),
+                        format!("{ONLY_NAMED}, not unit structs; add the fields the session keeps, or remove the derive"),
                     ))
                 }
             },
             Data::Enum(e) => {
                 return Err(Error::new_spanned(
                     e.enum_token,
-                    format!("{ONLY_NAMED}, not enums; wrap the enum in a field of a struct"),
+                    format!("{ONLY_NAMED}, not enums; make the enum a field of a session struct, where it is replaced whole when it changes"),
                 ))
             }
             Data::Union(u) => {
                 return Err(Error::new_spanned(
                     u.union_token,
-                    format!("{ONLY_NAMED}, not unions"),
+                    format!("{ONLY_NAMED}, not unions; use a struct with named fields"),
                 ))
             }
         };

@@ -1,6 +1,6 @@
 //! Writes the `Session` impl, the write proxy and the benchmark struct.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident, LitStr, Result, WherePredicate};
@@ -26,12 +26,14 @@ struct Gen<'a> {
 }
 
 impl Gen<'_> {
-    /// `Strategy::<FieldType>::method`, spanned on the field's type so that
-    /// an unmet bound is reported there.
-    fn call(&self, method: &str) -> TokenStream {
-        let ty = self.field.ty;
-        let method = Ident::new(method, Span::call_site());
-        quote_spanned!(ty.span()=> <_ as __p::Strategy<#ty>>::#method)
+    /// `Strategy::<FieldType>::method(strategy, args)`, the whole call
+    /// spanned on the field's type so that an unmet bound (of the method, or
+    /// of the `Prepared` type it returns or takes) is reported there, not on
+    /// the derive.
+    fn call(&self, method: &str, args: TokenStream) -> TokenStream {
+        let (ty, s) = (self.field.ty, &self.strategy);
+        let method = Ident::new(method, ty.span());
+        quote_spanned!(ty.span()=> <_ as __p::Strategy<#ty>>::#method(#s, #args))
     }
 }
 
@@ -48,7 +50,7 @@ fn impl_session(input: &Input) -> TokenStream {
         .map(|tp| {
             let t = &tp.ident;
             syn::parse_quote!(#t: ::core::clone::Clone + ::core::cmp::PartialEq + __p::serde::Serialize
-                + __p::serde::de::DeserializeOwned + 'static)
+                + __p::serde::de::DeserializeOwned + ::core::marker::Send + ::core::marker::Sync + 'static)
         })
         .collect();
     generics.make_where_clause().predicates.extend(bounds);
@@ -115,10 +117,11 @@ fn impl_session(input: &Input) -> TokenStream {
     });
 
     let take_delta = mutable.iter().map(|g| {
-        let (f, id, s, diff) = (g.field.ident, g.id, &g.strategy, g.call("diff"));
+        let (f, id) = (g.field.ident, g.id);
+        let call = g.call("diff", quote!(&self.#f, __old));
         quote! {
-            if let ::core::option::Option::Some(__old) = __benchmark.#f.take() {
-                if let ::core::option::Option::Some(__patch) = #diff(#s, &self.#f, &__old) {
+            if let ::core::option::Option::Some(__old) = &__benchmark.#f {
+                if let ::core::option::Option::Some(__patch) = #call {
                     __out.push((#id, __patch));
                 }
             }
@@ -126,29 +129,32 @@ fn impl_session(input: &Input) -> TokenStream {
     });
 
     let diff = mutable.iter().map(|g| {
-        let (f, id, s, diff) = (g.field.ident, g.id, &g.strategy, g.call("diff"));
+        let (f, id) = (g.field.ident, g.id);
+        let call = g.call("diff", quote!(&self.#f, &__benchmark.#f));
         quote! {
-            if let ::core::option::Option::Some(__patch) = #diff(#s, &self.#f, &__benchmark.#f) {
+            if let ::core::option::Option::Some(__patch) = #call {
                 __out.push((#id, __patch));
             }
         }
     });
 
     let portions = mutable.iter().map(|g| {
-        let (f, s, encode) = (g.field.ident, &g.strategy, g.call("encode"));
+        let f = g.field.ident;
+        let call = g.call("encode", quote!(&self.#f, &mut __buf));
         quote! {{
             let mut __buf = __p::Vec::new();
-            #encode(#s, &self.#f, &mut __buf);
+            #call;
             __portions.push(__buf);
         }}
     });
     let mutable_count = mutable.len();
 
     let binary_diff = mutable.iter().enumerate().map(|(k, g)| {
-        let (f, id, s, encode) = (g.field.ident, g.id, &g.strategy, g.call("encode"));
+        let (f, id) = (g.field.ident, g.id);
+        let call = g.call("encode", quote!(&self.#f, &mut __buf));
         quote! {
             __buf.clear();
-            #encode(#s, &self.#f, &mut __buf);
+            #call;
             if let ::core::option::Option::Some(__patch) = __p::field_patch(__benchmark.portion(__fp, #k), &__buf) {
                 __out.push((#id, __patch));
             }
@@ -156,24 +162,27 @@ fn impl_session(input: &Input) -> TokenStream {
     });
 
     let to_value = gens.iter().map(|g| {
-        let (f, id, s, to_value) = (g.field.ident, g.id, &g.strategy, g.call("to_value"));
-        quote!((#id, #to_value(#s, &self.#f)))
+        let (f, id) = (g.field.ident, g.id);
+        let call = g.call("to_value", quote!(&self.#f));
+        quote!((#id, #call))
     });
 
     let all_ids: Vec<u16> = gens.iter().map(|g| g.id).collect();
     let from_value = gens.iter().enumerate().map(|(k, g)| {
-        let (f, id, s, from_value) = (g.field.ident, g.id, &g.strategy, g.call("decode"));
+        let (f, id) = (g.field.ident, g.id);
+        let call = g.call("decode", quote!(&__fields[#k].1));
         quote! {
-            #f: #from_value(#s, &__fields[#k].1)
+            #f: #call
                 .map_err(|__e| __e.within(__p::PathStep::Field(#id)))?
         }
     });
 
     let encode = gens.iter().map(|g| {
-        let (f, id, s, encode) = (g.field.ident, g.id, &g.strategy, g.call("encode"));
+        let (f, id) = (g.field.ident, g.id);
+        let call = g.call("encode", quote!(&self.#f, __out));
         quote! {
             __p::put_field_id(__out, #id);
-            #encode(#s, &self.#f, __out);
+            #call;
         }
     });
     let field_count = gens.len();
@@ -182,33 +191,42 @@ fn impl_session(input: &Input) -> TokenStream {
         .iter()
         .map(|g| format_ident!("__prepared_{}", g.field.ident))
         .collect();
+    // Spanned on the field's type: the variable's type is the strategy's
+    // `Prepared`, whose bounds are checked where it is declared.
+    let prepared_lets = mutable.iter().zip(&prepared_vars).map(
+        |(g, var)| quote_spanned!(g.field.ty.span()=> let mut #var = ::core::option::Option::None;),
+    );
     let prepare_arms = mutable.iter().zip(&prepared_vars).map(|(g, var)| {
-        let (f, id, s, prepare) = (g.field.ident, g.id, &g.strategy, g.call("prepare"));
+        let (f, id) = (g.field.ident, g.id);
+        let call = g.call("prepare", quote!(&self.#f, __patch));
         quote! {
             #id => {
                 #var = ::core::option::Option::Some(
-                    #prepare(#s, &self.#f, __patch).map_err(|__e| __e.within(__p::PathStep::Field(#id)))?,
+                    #call.map_err(|__e| __e.within(__p::PathStep::Field(#id)))?,
                 );
             }
         }
     });
     let immutable_ids = immutable.iter().map(|g| g.id);
     let commits = mutable.iter().zip(&prepared_vars).map(|(g, var)| {
-        let (f, s, commit) = (g.field.ident, &g.strategy, g.call("commit"));
+        let f = g.field.ident;
+        let call = g.call("commit", quote!(&mut __this.#f, __x));
         quote! {
             if let ::core::option::Option::Some(__x) = #var {
-                #commit(#s, &mut __this.#f, __x);
+                #call;
             }
         }
     });
 
     let eq_all = gens.iter().map(|g| {
-        let (f, s, eq) = (g.field.ident, &g.strategy, g.call("eq"));
-        quote!(&& #eq(#s, &self.#f, &__other.#f))
+        let f = g.field.ident;
+        let call = g.call("eq", quote!(&self.#f, &__other.#f));
+        quote!(&& #call)
     });
     let eq_immutable = immutable.iter().map(|g| {
-        let (f, s, eq) = (g.field.ident, &g.strategy, g.call("eq"));
-        quote!(&& #eq(#s, &self.#f, &__other.#f))
+        let f = g.field.ident;
+        let call = g.call("eq", quote!(&self.#f, &__other.#f));
+        quote!(&& #call)
     });
 
     let edit_doc = format!(
@@ -220,7 +238,7 @@ fn impl_session(input: &Input) -> TokenStream {
         const _: () = {
             use ::session_runtime::__private as __p;
             #[allow(unused_imports)]
-            use __p::{NestedSession as _, OpaqueValue as _};
+            use __p::{PickNested as _, PickOpaque as _};
 
             #[doc = #edit_doc]
             #vis struct #edit_name #edit_impl_generics #where_clause {
@@ -271,7 +289,7 @@ fn impl_session(input: &Input) -> TokenStream {
                 fn binary_diff(&self, __benchmark: &__p::BinaryBenchmark) -> __p::Delta {
                     let __fp = <Self as __p::Session>::schema().fingerprint();
                     let mut __out = __p::Vec::new();
-                    let mut __buf = __p::Vec::new();
+                    let mut __buf: __p::Vec<u8> = __p::Vec::new();
                     #(#binary_diff)*
                     let _ = (&mut __buf, __fp);
                     __p::Delta::from_fields(__out)
@@ -305,7 +323,7 @@ fn impl_session(input: &Input) -> TokenStream {
                     false #(#dirty)*
                 }
 
-                fn __take_delta(&self, __benchmark: &mut Self::Benchmark) -> __p::Delta {
+                fn __pending_delta(&self, __benchmark: &Self::Benchmark) -> __p::Delta {
                     let mut __out = __p::Vec::new();
                     #(#take_delta)*
                     __p::Delta::from_fields(__out)
@@ -315,7 +333,7 @@ fn impl_session(input: &Input) -> TokenStream {
                     &self,
                     __fields: &[(u16, __p::Patch)],
                 ) -> __p::Result<__p::Commit<Self>, __p::ApplyError> {
-                    #(let mut #prepared_vars = ::core::option::Option::None;)*
+                    #(#prepared_lets)*
                     for (__id, __patch) in __fields {
                         match *__id {
                             #(#prepare_arms)*

@@ -11,11 +11,18 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{GenericArgument, Generics, PathArguments, Type};
 
+/// The strategy of a field of type `ty`, its type hidden by `__p::erase`
+/// (see there), spanned on `ty`.
 pub fn expr(ty: &Type, generics: &Generics) -> TokenStream {
+    let inner = build(ty, generics);
+    quote_spanned!(ty.span()=> __p::erase::<#ty, _>(#inner))
+}
+
+fn build(ty: &Type, generics: &Generics) -> TokenStream {
     let span = ty.span();
     match ty {
-        Type::Paren(p) => return expr(&p.elem, generics),
-        Type::Group(g) => return expr(&g.elem, generics),
+        Type::Paren(p) => return build(&p.elem, generics),
+        Type::Group(g) => return build(&g.elem, generics),
         Type::Path(tp) if tp.qself.is_none() => {
             if is_type_param(ty, generics) {
                 return quote_spanned!(span=> __p::Opaque::<#ty>::new());
@@ -25,18 +32,18 @@ pub fn expr(ty: &Type, generics: &Generics) -> TokenStream {
                 match (last.ident.to_string().as_str(), args.as_slice()) {
                     ("Vec", [elem]) if is_u8(elem) => return quote_spanned!(span=> __p::Bytes),
                     ("Vec" | "VecDeque", [elem]) => {
-                        let inner = expr(elem, generics);
+                        let inner = build(elem, generics);
                         return quote_spanned!(span=> __p::SeqOf::new(#inner));
                     }
                     ("HashMap", [key, val] | [key, val, _]) | ("BTreeMap", [key, val]) => {
-                        let inner = expr(val, generics);
+                        let inner = build(val, generics);
                         return quote_spanned!(span=> __p::MapOf::<#key, _>::new(#inner));
                     }
                     ("HashSet", [elem] | [elem, _]) | ("BTreeSet", [elem]) => {
                         return quote_spanned!(span=> __p::SetOf::<#elem>::new());
                     }
                     ("Option", [inner]) => {
-                        let inner = expr(inner, generics);
+                        let inner = build(inner, generics);
                         return quote_spanned!(span=> __p::OptionOf::new(#inner));
                     }
                     _ => {}
@@ -45,7 +52,9 @@ pub fn expr(ty: &Type, generics: &Generics) -> TokenStream {
         }
         _ => {}
     }
-    quote_spanned!(span=> (&&__p::Probe::<#ty>::new()).strategy())
+    // Erased here too, so that an element type without a strategy is
+    // reported on itself and not again on the collection around it.
+    quote_spanned!(span=> __p::erase::<#ty, _>((&&__p::Probe::<#ty>::new()).strategy()))
 }
 
 fn type_args(args: &PathArguments) -> Vec<&Type> {
@@ -63,7 +72,12 @@ fn type_args(args: &PathArguments) -> Vec<&Type> {
 }
 
 fn is_u8(ty: &Type) -> bool {
-    matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("u8"))
+    match ty {
+        Type::Paren(p) => is_u8(&p.elem),
+        Type::Group(g) => is_u8(&g.elem),
+        Type::Path(p) => p.qself.is_none() && p.path.is_ident("u8"),
+        _ => false,
+    }
 }
 
 fn is_type_param(ty: &Type, generics: &Generics) -> bool {

@@ -1,6 +1,6 @@
 use session_runtime::Session;
 
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, serde::Deserialize)]
 struct Secret(u64);
 
 #[derive(Session)]
