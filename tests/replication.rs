@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::*;
 use session_runtime::net::message::Role;
 use session_runtime::{Client, ClientError, Session};
@@ -11,11 +10,20 @@ use session_runtime::{Client, ClientError, Session};
 #[tokio::test]
 async fn commits_replicate_and_the_backup_holds_the_same_bytes() {
     let (primary, backup) = pair().await;
-    let client = Client::connect(client_config(&[primary.addr().to_string(), backup.addr().to_string()])).await.unwrap();
+    let client = Client::connect(client_config(&[
+        primary.addr().to_string(),
+        backup.addr().to_string(),
+    ]))
+    .await
+    .unwrap();
     let (id, mut cart) = client.create_tracked(Cart::new(7)).await.unwrap();
     for i in 0..20 {
         cart.edit().items().push(format!("item-{i}"));
-        *cart.edit().counts().entry(format!("k{}", i % 3)).or_default() += 1;
+        *cart
+            .edit()
+            .counts()
+            .entry(format!("k{}", i % 3))
+            .or_default() += 1;
         client.commit(id, &mut cart).await.unwrap();
     }
     assert_eq!(cart.version(), 21);
@@ -23,7 +31,12 @@ async fn commits_replicate_and_the_backup_holds_the_same_bytes() {
     assert_eq!(*loaded, *cart);
     // Sync(1) is the default with a backup: acknowledged means applied there.
     assert_eq!(backup.peek(&id), primary.peek(&id));
-    assert_eq!(backup.peek(&id).map(|(v, b)| (v, Cart::from_bytes(&b).unwrap())), Some((21, (*cart).clone())));
+    assert_eq!(
+        backup
+            .peek(&id)
+            .map(|(v, b)| (v, Cart::from_bytes(&b).unwrap())),
+        Some((21, (*cart).clone()))
+    );
     let stats = primary.stats();
     assert_eq!(stats.role, Role::Primary);
     assert_eq!(stats.deltas_shipped, 21);
@@ -36,7 +49,9 @@ async fn commits_replicate_and_the_backup_holds_the_same_bytes() {
 #[tokio::test]
 async fn a_commit_with_nothing_changed_sends_nothing() {
     let (primary, backup) = pair().await;
-    let client = Client::connect(client_config(&[primary.addr().to_string()])).await.unwrap();
+    let client = Client::connect(client_config(&[primary.addr().to_string()]))
+        .await
+        .unwrap();
     let (id, mut cart) = client.create_tracked(Cart::new(1)).await.unwrap();
     let before = primary.stats().commits;
     assert_eq!(client.commit(id, &mut cart).await.unwrap(), 1);
@@ -76,7 +91,10 @@ async fn concurrent_commits_merge_by_field_and_conflict_on_the_same_field() {
     a.edit().items().push("second-a".into());
     b.edit().items().push("second-b".into());
     let (ra, rb) = tokio::join!(app_a.commit(id, &mut a), app_b.commit(id, &mut b));
-    let conflicts = [&ra, &rb].iter().filter(|r| matches!(r, Err(ClientError::Conflict { current: 4 }))).count();
+    let conflicts = [&ra, &rb]
+        .iter()
+        .filter(|r| matches!(r, Err(ClientError::Conflict { current: 4 })))
+        .count();
     assert_eq!(conflicts, 1, "{ra:?} {rb:?}");
     let loser = if ra.is_err() { &mut a } else { &mut b };
     assert!(loser.is_dirty(), "the losing writer keeps its change");

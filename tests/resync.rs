@@ -29,7 +29,10 @@ async fn pair_behind_proxy(backlog_bytes: usize) -> (NodeHandle, NodeHandle, Pro
     tweak(&mut cb);
     let primary = Node::start(ca).await.unwrap();
     let backup = Node::start(cb).await.unwrap();
-    wait_until("backup linked", Duration::from_secs(10), || primary.stats().backups.len() == 1).await;
+    wait_until("backup linked", Duration::from_secs(10), || {
+        primary.stats().backups.len() == 1
+    })
+    .await;
     (primary, backup, proxy)
 }
 
@@ -41,18 +44,27 @@ async fn commit_many(client: &Client, id: session_runtime::SessionId, n: usize, 
     }
 }
 
-async fn cut_commit_heal(backlog_bytes: usize, commits_while_cut: usize) -> (NodeHandle, NodeHandle) {
+async fn cut_commit_heal(
+    backlog_bytes: usize,
+    commits_while_cut: usize,
+) -> (NodeHandle, NodeHandle) {
     let (primary, backup, proxy) = pair_behind_proxy(backlog_bytes).await;
     let mut cfg = client_config(&[primary.addr().to_string()]);
     cfg.durability = Some(Durability::Async);
     let client = Client::connect(cfg).await.unwrap();
     let id = client.create(&Cart::new(1)).await.unwrap();
     commit_many(&client, id, 5, "linked").await;
-    wait_until("backup caught up", Duration::from_secs(5), || backup.peek(&id) == primary.peek(&id)).await;
+    wait_until("backup caught up", Duration::from_secs(5), || {
+        backup.peek(&id) == primary.peek(&id)
+    })
+    .await;
 
     // --- cut the backup off and keep committing
     proxy.cut();
-    wait_until("link dropped", Duration::from_secs(5), || primary.stats().backups.is_empty()).await;
+    wait_until("link dropped", Duration::from_secs(5), || {
+        primary.stats().backups.is_empty()
+    })
+    .await;
     commit_many(&client, id, commits_while_cut, "cut").await;
     assert_ne!(backup.peek(&id), primary.peek(&id));
 
@@ -70,7 +82,11 @@ async fn cut_commit_heal(backlog_bytes: usize, commits_while_cut: usize) -> (Nod
 async fn a_backup_within_the_backlog_resyncs_partially() {
     let (primary, backup) = cut_commit_heal(1 << 20, 20).await;
     let stats = primary.stats();
-    assert_eq!((stats.partial_resyncs_served, stats.full_resyncs_served), (1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.partial_resyncs_served, stats.full_resyncs_served),
+        (1, 1),
+        "{stats:?}"
+    );
     assert_eq!(backup.stats().partial_resyncs, 1);
     primary.shutdown().await;
     backup.shutdown().await;
@@ -81,7 +97,11 @@ async fn a_backup_beyond_the_backlog_resyncs_in_full() {
     // A backlog of 2 KiB holds a few dozen small commits at most.
     let (primary, backup) = cut_commit_heal(2048, 200).await;
     let stats = primary.stats();
-    assert_eq!((stats.partial_resyncs_served, stats.full_resyncs_served), (0, 2), "{stats:?}");
+    assert_eq!(
+        (stats.partial_resyncs_served, stats.full_resyncs_served),
+        (0, 2),
+        "{stats:?}"
+    );
     assert_eq!(backup.stats().full_resyncs, 2);
     primary.shutdown().await;
     backup.shutdown().await;

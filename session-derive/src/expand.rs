@@ -193,30 +193,40 @@ fn impl_session(input: &Input) -> TokenStream {
         .collect();
     // Spanned on the field's type: the variable's type is the strategy's
     // `Prepared`, whose bounds are checked where it is declared.
-    let prepared_lets = mutable.iter().zip(&prepared_vars).map(
-        |(g, var)| quote_spanned!(g.field.ty.span()=> let mut #var = ::core::option::Option::None;),
-    );
-    let prepare_arms = mutable.iter().zip(&prepared_vars).map(|(g, var)| {
-        let (f, id) = (g.field.ident, g.id);
-        let call = g.call("prepare", quote!(&self.#f, __patch));
-        quote! {
-            #id => {
-                #var = ::core::option::Option::Some(
-                    #call.map_err(|__e| __e.within(__p::PathStep::Field(#id)))?,
-                );
+    let prepared_lets: Vec<TokenStream> = mutable
+        .iter()
+        .zip(&prepared_vars)
+        .map(|(g, var)| quote_spanned!(g.field.ty.span()=> let mut #var = ::core::option::Option::None;))
+        .collect();
+    let prepare_arms: Vec<TokenStream> = mutable
+        .iter()
+        .zip(&prepared_vars)
+        .map(|(g, var)| {
+            let (f, id) = (g.field.ident, g.id);
+            let call = g.call("prepare", quote!(&self.#f, __patch));
+            quote! {
+                #id => {
+                    #var = ::core::option::Option::Some(
+                        #call.map_err(|__e| __e.within(__p::PathStep::Field(#id)))?,
+                    );
+                }
             }
-        }
-    });
-    let immutable_ids = immutable.iter().map(|g| g.id);
-    let commits = mutable.iter().zip(&prepared_vars).map(|(g, var)| {
-        let f = g.field.ident;
-        let call = g.call("commit", quote!(&mut __this.#f, __x));
-        quote! {
-            if let ::core::option::Option::Some(__x) = #var {
-                #call;
+        })
+        .collect();
+    let immutable_ids: Vec<u16> = immutable.iter().map(|g| g.id).collect();
+    let commits: Vec<TokenStream> = mutable
+        .iter()
+        .zip(&prepared_vars)
+        .map(|(g, var)| {
+            let f = g.field.ident;
+            let call = g.call("commit", quote!(&mut __this.#f, __x));
+            quote! {
+                if let ::core::option::Option::Some(__x) = #var {
+                    #call;
+                }
             }
-        }
-    });
+        })
+        .collect();
 
     let eq_all = gens.iter().map(|g| {
         let f = g.field.ident;
@@ -296,8 +306,18 @@ fn impl_session(input: &Input) -> TokenStream {
                 }
 
                 fn apply(&mut self, __delta: &__p::Delta) -> __p::Result<(), __p::ApplyError> {
-                    let __commit = <Self as __p::Session>::__prepare(self, __delta.fields())?;
-                    __commit(self);
+                    // The same two phases as `__prepare`, without boxing the second.
+                    #(#prepared_lets)*
+                    for (__id, __patch) in __delta.fields() {
+                        match *__id {
+                            #(#prepare_arms)*
+                            #(#immutable_ids => return __p::Result::Err(__p::bad_field(#immutable_ids, true)),)*
+                            __other => return __p::Result::Err(__p::bad_field(__other, false)),
+                        }
+                    }
+                    let __this = self;
+                    let _ = &__this;
+                    #(#commits)*
                     __p::Result::Ok(())
                 }
 

@@ -52,7 +52,10 @@ impl Secret {
             .with_context(|| format!("reading the secret file {}", self.secret_file.display()))?;
         let secret = raw.trim_ascii().to_vec();
         if secret.len() < 16 {
-            bail!("the cluster secret in {} is shorter than 16 bytes", self.secret_file.display());
+            bail!(
+                "the cluster secret in {} is shorter than 16 bytes",
+                self.secret_file.display()
+            );
         }
         Ok(secret)
     }
@@ -130,15 +133,26 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     config.advertise = args.advertise;
     config.bootstrap = args.bootstrap;
     config.default_ttl = Duration::from_secs(args.ttl_secs);
-    config.limits = Limits { max_session_bytes: args.max_session_bytes, max_sessions: args.max_sessions };
+    config.limits = Limits {
+        max_session_bytes: args.max_session_bytes,
+        max_sessions: args.max_sessions,
+    };
     config.max_frame = args.max_frame_bytes;
     config.backlog_bytes = args.backlog_bytes;
     config.max_connections = args.max_connections;
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.failover_timeout = Duration::from_millis(args.failover_ms);
     config.sync_timeout = Duration::from_millis(args.sync_timeout_ms);
-    config.default_durability = args.sync.map(|n| if n == 0 { Durability::Async } else { Durability::Sync(n) });
-    let node = Node::start(config).await.with_context(|| format!("listening on {}", args.listen))?;
+    config.default_durability = args.sync.map(|n| {
+        if n == 0 {
+            Durability::Async
+        } else {
+            Durability::Sync(n)
+        }
+    });
+    let node = Node::start(config)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     println!("session-node listening on {}", node.addr());
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -170,19 +184,53 @@ async fn shutdown_signal() {
 
 async fn stats(addr: &str, secret: &[u8]) -> anyhow::Result<()> {
     let limit = Duration::from_secs(3);
-    let (mut conn, _) = Connection::connect(addr, secret, PeerRole::Client { schema: None }, 16 << 20, limit)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    conn.send(&Message::Request { id: 1, request: Request::Stats }).await?;
-    let Message::Response { response: Response::Stats(s), .. } = conn.read_within(limit).await? else {
+    let (mut conn, _) = Connection::connect(
+        addr,
+        secret,
+        PeerRole::Client { schema: None },
+        16 << 20,
+        limit,
+    )
+    .await
+    .with_context(|| format!("connecting to {addr}"))?;
+    conn.send(&Message::Request {
+        id: 1,
+        request: Request::Stats,
+    })
+    .await?;
+    let Message::Response {
+        response: Response::Stats(s),
+        ..
+    } = conn.read_within(limit).await?
+    else {
         bail!("{addr} did not answer with stats");
     };
-    println!("node={}\nrole={:?}\nepoch={}\noffset={}", s.node, s.role, s.epoch, s.offset);
-    println!("sessions={}\nsession_bytes={}\ncommits={}", s.sessions, s.session_bytes, s.commits);
-    println!("deltas_shipped={}\nbytes_shipped={}\nfull_state_bytes={}", s.deltas_shipped, s.bytes_shipped, s.full_state_bytes);
-    println!("partial_resyncs_served={}\nfull_resyncs_served={}", s.partial_resyncs_served, s.full_resyncs_served);
-    println!("partial_resyncs={}\nfull_resyncs={}\nfailovers={}", s.partial_resyncs, s.full_resyncs, s.failovers);
-    println!("expired={}\nrejected_connections={}\nbackups={}", s.expired, s.rejected_connections, s.backups.len());
+    println!(
+        "node={}\nrole={:?}\nepoch={}\noffset={}",
+        s.node, s.role, s.epoch, s.offset
+    );
+    println!(
+        "sessions={}\nsession_bytes={}\ncommits={}",
+        s.sessions, s.session_bytes, s.commits
+    );
+    println!(
+        "deltas_shipped={}\nbytes_shipped={}\nfull_state_bytes={}",
+        s.deltas_shipped, s.bytes_shipped, s.full_state_bytes
+    );
+    println!(
+        "partial_resyncs_served={}\nfull_resyncs_served={}",
+        s.partial_resyncs_served, s.full_resyncs_served
+    );
+    println!(
+        "partial_resyncs={}\nfull_resyncs={}\nfailovers={}",
+        s.partial_resyncs, s.full_resyncs, s.failovers
+    );
+    println!(
+        "expired={}\nrejected_connections={}\nbackups={}",
+        s.expired,
+        s.rejected_connections,
+        s.backups.len()
+    );
     println!("digest={:016x}", s.digest);
     for (i, b) in s.backups.iter().enumerate() {
         println!("backup{i}_acked={}\nbackup{i}_lag={}", b.acked, b.lag);

@@ -321,10 +321,16 @@ impl SessionStore for RedisStore {
         match code {
             -1 => return Err(ClientError::NotFound),
             -2 => {
+                // A fingerprint is a u64 (as text): half of them do not fit `int`.
+                let session = items
+                    .get(1)
+                    .and_then(bytes)
+                    .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+                    .unwrap_or(0);
                 return Err(ClientError::SchemaMismatch {
-                    session: arg as u64,
+                    session,
                     client: T::schema().fingerprint(),
-                })
+                });
             }
             -3 => {
                 return Err(ClientError::Refused(format!(

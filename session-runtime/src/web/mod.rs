@@ -246,6 +246,11 @@ async fn finish<S: SessionStore, T: Session>(
     match slot.action {
         Action::Keep => {
             if let (Some(id), Some(t)) = (slot.id, slot.tracked.as_mut()) {
+                // The store's TTL counts from the last access, so the
+                // cookie's lifetime restarts with every response too.
+                response
+                    .headers_mut()
+                    .append(SET_COOKIE, cookie.set_cookie(&id));
                 if t.is_dirty() {
                     match store.commit(id, t).await {
                         Ok(_) => {}
@@ -299,7 +304,8 @@ async fn finish<S: SessionStore, T: Session>(
 /// Read it with [`get`](TrackedSession::get), write through
 /// [`tracked_mut`](TrackedSession::tracked_mut)`.edit()`, and start, rotate
 /// or end it; the layer stores the result after the handler returns. Holds
-/// the request's session exclusively while it lives.
+/// the request's session exclusively while it lives: extract it once per
+/// request (a second extraction is refused with `500`).
 pub struct TrackedSession<T: Session> {
     slot: OwnedMutexGuard<Slot<T>>,
 }
@@ -361,8 +367,20 @@ impl<St: Send + Sync, T: Session> FromRequestParts<St> for TrackedSession<T> {
             );
             return Err((StatusCode::INTERNAL_SERVER_ERROR, "session layer missing"));
         };
-        Ok(TrackedSession {
-            slot: handle.0.lock_owned().await,
-        })
+        // A second extractor in the same request would wait for the first
+        // forever; refuse it instead.
+        match handle.0.try_lock_owned() {
+            Ok(slot) => Ok(TrackedSession { slot }),
+            Err(_) => {
+                tracing::error!(
+                    session = std::any::type_name::<T>(),
+                    "TrackedSession extracted twice in one request"
+                );
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "session extracted twice in one request",
+                ))
+            }
+        }
     }
 }
