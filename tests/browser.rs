@@ -483,8 +483,8 @@ async fn connect_browser(driver: &str, chromium: &Path, profile: &Path) -> anyho
     let mut caps = Capabilities::new();
     caps.insert("browserName".into(), "chrome".into());
     caps.insert("goog:chromeOptions".into(), options);
-    let client = ClientBuilder::rustls()
-        .context("setting up the WebDriver connector")?
+    // chromedriver listens on loopback over plain HTTP.
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(driver)
         .await
