@@ -448,6 +448,19 @@ impl Client {
     }
 }
 
+/// Most requests written at once by a link.
+const MAX_BATCH: usize = 256;
+
+/// Moves queued calls into `batch`, up to [`MAX_BATCH`].
+fn take_calls(rx: &mut mpsc::Receiver<(Request, Reply)>, batch: &mut Vec<(Request, Reply)>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(call) => batch.push(call),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Starts the task that owns a connection to a primary.
 fn spawn_link(conn: Connection) -> Link {
     let (calls, mut rx) = mpsc::channel::<(Request, Reply)>(1024);
@@ -455,17 +468,24 @@ fn spawn_link(conn: Connection) -> Link {
         let (mut writer, mut reader) = conn.split();
         let mut pending: HashMap<u64, Reply> = HashMap::new();
         let mut next = 0u64;
+        // Callers handed a response since the last write.
+        let mut woken = 0usize;
         loop {
             tokio::select! {
                 call = rx.recv() => {
-                    let Some((request, reply)) = call else { return };
-                    let mut batch = vec![(request, reply)];
-                    while let Ok(more) = rx.try_recv() {
-                        batch.push(more);
-                        if batch.len() >= 256 {
-                            break;
-                        }
+                    let Some(first) = call else { return };
+                    let mut batch = vec![first];
+                    take_calls(&mut rx, &mut batch);
+                    if batch.len() < woken.min(MAX_BATCH) {
+                        // The callers that responses woke since the last
+                        // write send their next requests a few polls apart:
+                        // let them, so that one write carries them all
+                        // rather than one write each. (A lone caller is
+                        // not kept waiting.)
+                        tokio::task::yield_now().await;
+                        take_calls(&mut rx, &mut batch);
                     }
+                    woken = 0;
                     for (request, reply) in batch {
                         next += 1;
                         pending.insert(next, reply);
@@ -480,7 +500,7 @@ fn spawn_link(conn: Connection) -> Link {
                 msg = reader.read() => match msg {
                     Ok(Some(Message::Response { id, response })) => {
                         if let Some(reply) = pending.remove(&id) {
-                            let _ = reply.send(response);
+                            woken += usize::from(reply.send(response).is_ok());
                         }
                     }
                     // Anything else (or an error) ends the link; dropping the

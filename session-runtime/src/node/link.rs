@@ -134,10 +134,27 @@ pub(crate) async fn serve_backup(
                 // `None`: this primary dropped the link (overflow, step-down).
                 let Some(frame) = frame else { return Ok(()) };
                 conn.feed_encoded(frame).await?;
-                for _ in 0..BATCH {
+                let mut fed = 1;
+                while fed < BATCH {
                     match rx.try_recv() {
                         Ok(f) => conn.feed_encoded(f).await?,
                         Err(_) => break,
+                    }
+                    fed += 1;
+                }
+                if fed > 1 && fed < BATCH {
+                    // Changes are coming in a burst (requests read
+                    // together, from several clients): the rest are queued
+                    // a few polls apart, so let them, and one write (and
+                    // one acknowledgement from the backup) covers them all.
+                    // A lone change is not delayed.
+                    tokio::task::yield_now().await;
+                    while fed < BATCH {
+                        match rx.try_recv() {
+                            Ok(f) => conn.feed_encoded(f).await?,
+                            Err(_) => break,
+                        }
+                        fed += 1;
                     }
                 }
                 conn.flush().await?;

@@ -1,5 +1,6 @@
 //! The accept loop and the requests of clients and peers.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,7 +80,9 @@ async fn handle(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), NetError>
 async fn serve_client(shared: &Arc<Shared>, conn: Connection) -> Result<(), NetError> {
     let (writer, mut reader) = conn.split();
     let (out, rx) = mpsc::channel::<Bytes>(1024);
-    let writing = tokio::spawn(write_loop(writer, rx));
+    // Requests read whose responses the writer has not taken yet.
+    let unanswered = Arc::new(AtomicUsize::new(0));
+    let writing = tokio::spawn(write_loop(writer, rx, unanswered.clone()));
     let result = loop {
         let msg = tokio::select! {
             _ = shared.stopped() => break Ok(()),
@@ -87,6 +90,7 @@ async fn serve_client(shared: &Arc<Shared>, conn: Connection) -> Result<(), NetE
         };
         match msg {
             Ok(Some(Message::Request { id, request })) => {
+                unanswered.fetch_add(1, Ordering::Relaxed);
                 if respond(shared, id, request, &out).await.is_err() {
                     break Ok(());
                 }
@@ -104,14 +108,33 @@ async fn serve_client(shared: &Arc<Shared>, conn: Connection) -> Result<(), NetE
 }
 
 /// Writes responses, flushing when no more are queued.
-async fn write_loop(mut writer: Writer, mut rx: mpsc::Receiver<Bytes>) {
+async fn write_loop(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<Bytes>,
+    unanswered: Arc<AtomicUsize>,
+) {
     while let Some(frame) = rx.recv().await {
+        let mut taken = 1;
         if writer.feed(frame).await.is_err() {
             return;
         }
         while let Ok(frame) = rx.try_recv() {
+            taken += 1;
             if writer.feed(frame).await.is_err() {
                 return;
+            }
+        }
+        if unanswered.fetch_sub(taken, Ordering::Relaxed) > taken {
+            // More responses are due (the other writes one acknowledgement
+            // from a backup made durable, the other requests of one read)
+            // and are usually queued a few polls apart: let them, so that
+            // one write carries them all. A lone response is not delayed.
+            tokio::task::yield_now().await;
+            while let Ok(frame) = rx.try_recv() {
+                unanswered.fetch_sub(1, Ordering::Relaxed);
+                if writer.feed(frame).await.is_err() {
+                    return;
+                }
             }
         }
         if writer.flush().await.is_err() {
