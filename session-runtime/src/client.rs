@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::delta::Delta;
 use crate::error::ApplyError;
 use crate::id::{random_u64, SessionId};
 use crate::net::connection::encode;
@@ -264,12 +263,9 @@ impl Client {
         id: SessionId,
         tracked: &mut Tracked<T>,
     ) -> Result<u64, ClientError> {
-        let delta = tracked.pending_delta();
-        if delta.is_empty() {
-            let version = tracked.version();
-            tracked.mark_committed(version);
-            return Ok(version);
-        }
+        let Some(delta) = tracked.begin_commit() else {
+            return Ok(tracked.version());
+        };
         let request = Request::Commit {
             id,
             schema: T::schema().fingerprint(),
@@ -280,11 +276,7 @@ impl Client {
         };
         match self.call(self.set(&id), request).await? {
             Response::Committed { version, refresh } => {
-                tracked.mark_committed(version);
-                if !refresh.is_empty() {
-                    let others = Delta::from_bytes(&refresh).map_err(ApplyError::from)?;
-                    tracked.apply_stored(&others)?;
-                }
+                tracked.finish_commit(version, crate::backend::refresh(&refresh)?.as_ref())?;
                 Ok(version)
             }
             other => Err(unexpected(other)),

@@ -101,6 +101,33 @@ impl<T: Session> Tracked<T> {
         self.value.apply(delta)
     }
 
+    /// Starts a commit, for [`SessionStore`](crate::SessionStore)
+    /// implementations: the delta to ship, or `None` when nothing changed
+    /// (the commit is then already complete at the current version).
+    pub fn begin_commit(&mut self) -> Option<Delta> {
+        let delta = self.pending_delta();
+        if delta.is_empty() {
+            self.mark_committed(self.version);
+            None
+        } else {
+            Some(delta)
+        }
+    }
+
+    /// Completes a commit the store accepted as `version`; `others` holds
+    /// the fields other writers changed since the base version, as stored.
+    pub fn finish_commit(
+        &mut self,
+        version: u64,
+        others: Option<&Delta>,
+    ) -> Result<(), crate::ApplyError> {
+        self.mark_committed(version);
+        match others {
+            Some(d) => self.apply_stored(d),
+            None => Ok(()),
+        }
+    }
+
     /// Stops tracking, returning the value (unsent changes are forgotten).
     pub fn into_inner(self) -> T {
         self.value

@@ -5,8 +5,6 @@ use std::time::{Duration, Instant};
 
 use super::SessionStore;
 use crate::client::{refusal, ClientError};
-use crate::delta::Delta;
-use crate::error::ApplyError;
 use crate::id::{random_u64, SessionId};
 use crate::session::Session;
 use crate::store::{Limits, Store};
@@ -106,12 +104,9 @@ impl SessionStore for MemoryStore {
         id: SessionId,
         tracked: &mut Tracked<T>,
     ) -> Result<u64, ClientError> {
-        let delta = tracked.pending_delta();
-        if delta.is_empty() {
-            let v = tracked.version();
-            tracked.mark_committed(v);
-            return Ok(v);
-        }
+        let Some(delta) = tracked.begin_commit() else {
+            return Ok(tracked.version());
+        };
         let bytes = delta.to_bytes();
         let schema = T::schema().fingerprint();
         let base = tracked.version();
@@ -120,11 +115,7 @@ impl SessionStore for MemoryStore {
                 s.commit(&id, schema, base, random_u64() | 1, &bytes, now)
             })
             .map_err(refusal)?;
-        tracked.mark_committed(done.version);
-        if !done.refresh.is_empty() {
-            let others = Delta::from_bytes(&done.refresh).map_err(ApplyError::from)?;
-            tracked.apply_stored(&others)?;
-        }
+        tracked.finish_commit(done.version, super::refresh(&done.refresh)?.as_ref())?;
         Ok(done.version)
     }
 

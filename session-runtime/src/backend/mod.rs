@@ -71,6 +71,14 @@ pub trait SessionStore: Clone + Send + Sync + 'static {
     fn touch(&self, id: SessionId) -> impl Future<Output = Result<(), ClientError>> + Send;
 }
 
+/// Decodes the refresh a store returns with a merged commit (empty: none).
+pub(crate) fn refresh(bytes: &[u8]) -> Result<Option<crate::Delta>, crate::ApplyError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(crate::Delta::from_bytes(bytes)?))
+}
+
 impl SessionStore for Client {
     fn create<T: Session>(
         &self,

@@ -287,12 +287,9 @@ impl SessionStore for RedisStore {
         id: SessionId,
         tracked: &mut Tracked<T>,
     ) -> Result<u64, ClientError> {
-        let delta = tracked.pending_delta();
-        if delta.is_empty() {
-            let v = tracked.version();
-            tracked.mark_committed(v);
-            return Ok(v);
-        }
+        let Some(delta) = tracked.begin_commit() else {
+            return Ok(tracked.version());
+        };
         let Value::Record(current) = tracked.to_value() else {
             return Err(bad_reply("commit"));
         };
@@ -367,11 +364,9 @@ impl SessionStore for RedisStore {
                 Patch::Set(Value::from_bytes(node).map_err(|e: DecodeError| ApplyError::from(e))?),
             ));
         }
-        tracked.mark_committed(version);
-        if !refresh.is_empty() {
-            refresh.sort_by_key(|(fid, _)| *fid);
-            tracked.apply_stored(&Delta::from_fields(refresh))?;
-        }
+        refresh.sort_by_key(|(fid, _)| *fid);
+        let others = (!refresh.is_empty()).then(|| Delta::from_fields(refresh));
+        tracked.finish_commit(version, others.as_ref())?;
         Ok(version)
     }
 

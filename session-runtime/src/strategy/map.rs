@@ -85,6 +85,20 @@ impl<K: Ord, V> MapLike for BTreeMap<K, V> {
     }
 }
 
+/// A lower bound of the encoded length of a whole map of `len` entries,
+/// from a patch of it: its header, the entries the patch carries whole, and
+/// two bytes (key length and value) for every other entry.
+fn whole_bound(ops: &[MapOp], len: usize) -> usize {
+    let (carried, count) = ops.iter().fold((0, 0), |(bytes, n), op| match op {
+        MapOp::Put { key, value } => (
+            bytes + wire::varint_len(key.len() as u64) + key.len() + value.encoded_len(),
+            n + 1,
+        ),
+        _ => (bytes, n),
+    });
+    wire::header_len(len as u64) + carried + 2 * len.saturating_sub(count)
+}
+
 /// Decodes a key, which must be in canonical form, so that distinct key
 /// bytes always mean distinct keys.
 fn decode_key<K: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<K, ApplyError> {
@@ -235,18 +249,7 @@ where
         if ops.is_empty() {
             return None;
         }
-        // The whole map is at least its header, the entries the patch
-        // carries whole, and two bytes for every other entry.
-        let (carried, count) = ops.iter().fold((0, 0), |(bytes, n), op| match op {
-            MapOp::Put { key, value } => (
-                bytes + wire::varint_len(key.len() as u64) + key.len() + value.encoded_len(),
-                n + 1,
-            ),
-            _ => (bytes, n),
-        });
-        let bound = wire::header_len(current.len() as u64)
-            + carried
-            + 2 * current.len().saturating_sub(count);
+        let bound = whole_bound(&ops, current.len());
         Some(smaller(self, current, Patch::Map(ops), bound))
     }
 
@@ -455,16 +458,7 @@ where
         if ops.is_empty() {
             return None;
         }
-        let (carried, count) = ops.iter().fold((0, 0), |(bytes, n), op| match op {
-            MapOp::Put { key, value } => (
-                bytes + wire::varint_len(key.len() as u64) + key.len() + value.encoded_len(),
-                n + 1,
-            ),
-            _ => (bytes, n),
-        });
-        let bound = wire::header_len(current.len() as u64)
-            + carried
-            + 2 * current.len().saturating_sub(count);
+        let bound = whole_bound(&ops, current.len());
         Some(smaller(self, current, Patch::Map(ops), bound))
     }
 
