@@ -6,6 +6,8 @@
 //! fields, `strategy` maps a field type to the runtime strategy that diffs
 //! it, and `expand` writes the code.
 
+#![deny(missing_docs)]
+
 mod ast;
 mod attr;
 mod expand;

@@ -58,6 +58,14 @@
 //! all-or-nothing and reject bad input with an [`ApplyError`] or a
 //! [`DecodeError`], never a panic.
 //!
+//! # Replication and the web
+//!
+//! Store nodes ([`node`]) keep sessions in memory and replicate them from a
+//! primary to backups; application servers reach them with a [`Client`].
+//! The [`SessionStore`] trait is implemented by the [`Client`], by
+//! [`MemoryStore`] and (feature `redis`) by `RedisStore`; the `web` module
+//! (feature `axum`) is a tower layer and extractor on top of any of them.
+//!
 //! # Layout
 //!
 //! - `session.rs`: the [`Session`] trait; `tracked.rs`: [`Tracked`].
@@ -67,8 +75,18 @@
 //! - `tree.rs`: structural apply on the tree.
 //! - `strategy/`: how each kind of field is encoded, diffed and patched.
 //! - `binary.rs`: binary differencing.
-//! - `codec.rs`: every use of bincode (leaf values and map keys).
+//! - `codec.rs`: every use of bincode (leaf values, map keys, messages).
 //! - `error.rs`: [`DecodeError`], [`ApplyError`].
+//! - `id.rs`: [`SessionId`].
+//! - `store.rs`: the schema-agnostic session store of a node (versions,
+//!   field-level merge, TTL, limits).
+//! - `replication/`: the replication protocol as a socket-free state
+//!   machine (stream and backlog, acknowledgements, epochs and votes).
+//! - `net/`: frames, messages and the authenticated handshake.
+//! - `node/`: the node's tasks (accept loop, backup links, follower and
+//!   elections, housekeeping), its configuration and counters.
+//! - `client.rs`: [`Client`]; `backend/`: [`SessionStore`] and its stores;
+//!   `web/`: the axum layer.
 #![deny(missing_docs)]
 
 pub mod backend;

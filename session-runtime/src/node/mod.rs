@@ -30,7 +30,7 @@
 //! - housekeeping (`housekeeping.rs`): expiry, and on a primary, checking
 //!   that no peer leads a newer epoch.
 //!
-//! All of them share one [`Core`] behind a mutex that is never held across
+//! All of them share one `Core` behind a mutex that is never held across
 //! an `await`; the replication decisions are made by the socket-free types
 //! of [`crate::replication`].
 
