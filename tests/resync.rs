@@ -74,7 +74,7 @@ async fn cut_commit_heal(
         primary.stats().backups.len() == 1 && backup.peek(&id) == primary.peek(&id)
     })
     .await;
-    assert_eq!(backup.stats().digest, primary.stats().digest);
+    assert_eq!(backup.digest(), primary.digest());
     (primary, backup)
 }
 

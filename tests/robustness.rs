@@ -695,7 +695,7 @@ async fn a_small_frame_limit_still_lets_a_backup_resynchronise() {
     })
     .await;
     let (p, b) = (primary.stats(), fresh.stats());
-    assert_eq!((b.full_resyncs, b.digest), (1, p.digest));
+    assert_eq!((b.full_resyncs, fresh.digest()), (1, primary.digest()));
     assert_eq!(p.full_resyncs_served, 2, "the first attempt succeeded");
     primary.shutdown().await;
     fresh.shutdown().await;

@@ -231,7 +231,18 @@ async fn stats(addr: &str, secret: &[u8]) -> anyhow::Result<()> {
         s.rejected_connections,
         s.backups.len()
     );
-    println!("digest={:016x}", s.digest);
+    conn.send(&Message::Request {
+        id: 2,
+        request: Request::Digest,
+    })
+    .await?;
+    if let Message::Response {
+        response: Response::Digest(d),
+        ..
+    } = conn.read_within(limit).await?
+    {
+        println!("digest={d:016x}");
+    }
     for (i, b) in s.backups.iter().enumerate() {
         println!("backup{i}_acked={}\nbackup{i}_lag={}", b.acked, b.lag);
     }

@@ -235,6 +235,35 @@ pub async fn node_stats(addr: &str) -> Option<session_runtime::node::Stats> {
     }
 }
 
+/// The digest of every session a node holds; `None` if unreachable.
+pub async fn node_digest(addr: &str) -> Option<u64> {
+    use session_runtime::net::message::{Message, PeerRole, Request, Response};
+    use session_runtime::net::Connection;
+    let limit = Duration::from_millis(500);
+    let (mut conn, _) = Connection::connect(
+        addr,
+        SECRET,
+        PeerRole::Client { schema: None },
+        16 << 20,
+        limit,
+    )
+    .await
+    .ok()?;
+    conn.send(&Message::Request {
+        id: 1,
+        request: Request::Digest,
+    })
+    .await
+    .ok()?;
+    match conn.read_within(limit).await.ok()? {
+        Message::Response {
+            response: Response::Digest(d),
+            ..
+        } => Some(d),
+        _ => None,
+    }
+}
+
 /// Waits until the node at `addr` is primary with `backups` backups whose
 /// lag is zero, and returns its stats.
 pub async fn wait_primary(

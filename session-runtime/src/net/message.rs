@@ -143,6 +143,9 @@ pub enum Request {
     Status,
     /// The node's counters.
     Stats,
+    /// A digest of every session the node holds, to compare replicas
+    /// (costs a pass over the store; answered by backups too).
+    Digest,
 }
 
 /// A node's answer to a [`Request`].
@@ -177,6 +180,8 @@ pub enum Response {
     Status(Status),
     /// Counters.
     Stats(crate::node::Stats),
+    /// The digest of the sessions held.
+    Digest(u64),
     /// Refused; nothing changed.
     Error(ErrorReply),
 }

@@ -160,6 +160,12 @@ impl NodeHandle {
         self.shared.core().status(&self.shared.me)
     }
 
+    /// A digest of every session this node holds (a pass over the store):
+    /// a primary and an up-to-date backup have the same.
+    pub fn digest(&self) -> u64 {
+        self.shared.core().store.digest()
+    }
+
     /// A session's version and encoding, as this node holds it.
     pub fn peek(&self, id: &crate::SessionId) -> Option<(u64, Vec<u8>)> {
         self.shared.core().store.peek(id)
@@ -277,7 +283,6 @@ impl Core {
                 lag: self.log.offset().saturating_sub(acked),
             })
             .collect();
-        s.digest = self.store.digest();
         s
     }
 

@@ -53,9 +53,6 @@ pub struct Stats {
     pub rejected_connections: u64,
     /// Backups connected, with their lag.
     pub backups: Vec<BackupLag>,
-    /// Digest of the sessions held (see [`Store::digest`](crate::store::Store::digest)):
-    /// a primary and an up-to-date backup report the same.
-    pub digest: u64,
 }
 
 impl Stats {
@@ -79,7 +76,6 @@ impl Stats {
             expired: 0,
             rejected_connections: 0,
             backups: Vec::new(),
-            digest: 0,
         }
     }
 }
