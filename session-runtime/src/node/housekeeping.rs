@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::Shared;
-use crate::net::message::{Op, PeerRole, Role};
+use crate::net::message::{PeerRole, Role};
 use crate::net::Connection;
 use crate::replication::EpochCheck;
 
@@ -31,10 +31,7 @@ fn expire(shared: &Shared) {
         return;
     }
     for id in core.store.expired(Instant::now()) {
-        if core.store.delete(&id).is_ok() {
-            core.replicate(Op::Expire { id }, 0);
-            core.stats.expired += 1;
-        }
+        core.expire(&id);
     }
 }
 

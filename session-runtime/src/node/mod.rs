@@ -321,6 +321,15 @@ impl Core {
         offset
     }
 
+    /// Expires a session: a change decided by the primary and replicated,
+    /// so every copy drops it at the same offset.
+    pub(crate) fn expire(&mut self, id: &crate::SessionId) {
+        if self.store.delete(id).is_ok() {
+            self.replicate(Op::Expire { id: *id }, 0);
+            self.stats.expired += 1;
+        }
+    }
+
     pub(crate) fn drop_link(&mut self, link: u64) {
         self.links.remove(&link);
         self.acks.remove_link(link);

@@ -198,9 +198,8 @@ fn execute(shared: &Shared, request: Request) -> (Response, Option<Pending>) {
     | Request::Delete { id, .. }
     | Request::Touch { id } = &request
     {
-        if core.store.is_expired(id, now) && core.store.delete(id).is_ok() {
-            core.replicate(Op::Expire { id: *id }, 0);
-            core.stats.expired += 1;
+        if core.store.is_expired(id, now) {
+            core.expire(id);
         }
     }
     let durability = |d: Option<Durability>| {
