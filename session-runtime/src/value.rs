@@ -174,7 +174,13 @@ impl Value {
             }
             kind::NONE => Value::Option(None),
             kind::SOME => Value::Option(Some(Box::new(Value::decode(r)?))),
-            _ => unreachable!("is_value() admitted kind {k}"),
+            _ => {
+                return Err(DecodeError::BadKind {
+                    kind: k,
+                    offset: r.position(),
+                    expected: "a value",
+                });
+            }
         };
         r.leave();
         Ok(v)
