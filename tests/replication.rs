@@ -102,3 +102,48 @@ async fn concurrent_commits_merge_by_field_and_conflict_on_the_same_field() {
     primary.shutdown().await;
     backup.shutdown().await;
 }
+
+#[derive(
+    session_runtime::Session, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize,
+)]
+struct Other {
+    n: u32,
+}
+
+#[tokio::test]
+async fn a_set_serving_one_schema_refuses_other_clients_at_the_handshake() {
+    let cart = Cart::schema().fingerprint();
+    let (primary, backup) = pair_with(|c| c.schema = Some(cart)).await;
+    let nodes = [primary.addr().to_string(), backup.addr().to_string()];
+    let quick = |cfg: session_runtime::ClientConfig| {
+        let mut cfg = cfg;
+        cfg.failover_timeout = std::time::Duration::from_millis(500);
+        cfg
+    };
+
+    // --- the declared type is served
+    let ok = Client::connect(quick(client_config(&nodes).schema::<Cart>()))
+        .await
+        .unwrap();
+    let id = ok.create(&Cart::new(1)).await.unwrap();
+    assert_eq!(ok.load::<Cart>(id).await.unwrap().user, 1);
+
+    // --- another type, or none declared: refused before any request
+    for (cfg, needle) in [
+        (
+            quick(client_config(&nodes).schema::<Other>()),
+            "schema mismatch",
+        ),
+        (
+            quick(client_config(&nodes)),
+            "declare the client's session type",
+        ),
+    ] {
+        match Client::connect(cfg).await {
+            Err(ClientError::Unavailable(reason)) => assert!(reason.contains(needle), "{reason}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    primary.shutdown().await;
+    backup.shutdown().await;
+}

@@ -45,6 +45,9 @@ pub struct ClientConfig {
     pub durability: Option<Durability>,
     /// Idle TTL of created sessions; `None`: the nodes' default.
     pub ttl: Option<Duration>,
+    /// Schema fingerprint declared at the handshake (see
+    /// [`ClientConfig::schema`]).
+    pub schema: Option<u64>,
 }
 
 impl ClientConfig {
@@ -62,7 +65,16 @@ impl ClientConfig {
             max_frame: 16 << 20,
             durability: None,
             ttl: None,
+            schema: None,
         }
+    }
+
+    /// Declares the session type this client stores, so that nodes serving
+    /// another one refuse it at the handshake instead of at its first
+    /// request.
+    pub fn schema<T: Session>(mut self) -> Self {
+        self.schema = Some(T::schema().fingerprint());
+        self
     }
 
     /// Adds a replica set.
@@ -403,7 +415,7 @@ impl Client {
     /// the highest epoch.
     async fn find_primary(&self, nodes: &[String]) -> Result<Connection, String> {
         let cfg = &self.inner.config;
-        let role = PeerRole::Client { schema: None };
+        let role = PeerRole::Client { schema: cfg.schema };
         let tries = nodes.iter().map(|n| {
             Connection::connect(
                 n,

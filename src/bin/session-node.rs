@@ -107,6 +107,10 @@ struct Serve {
     /// How long a Sync write waits for backups, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     sync_timeout_ms: u64,
+    /// Serve only sessions of this schema fingerprint (16 hex digits):
+    /// clients of another session type are refused at the handshake.
+    #[arg(long, value_name = "HEX", value_parser = parse_fingerprint)]
+    schema: Option<u64>,
     /// Backups a write waits for by default (0: acknowledge once applied on
     /// the primary). Default: 1 when peers are given, else 0.
     #[arg(long)]
@@ -143,6 +147,7 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.failover_timeout = Duration::from_millis(args.failover_ms);
     config.sync_timeout = Duration::from_millis(args.sync_timeout_ms);
+    config.schema = args.schema;
     config.default_durability = args.sync.map(|n| {
         if n == 0 {
             Durability::Async
@@ -158,6 +163,11 @@ async fn serve(args: Serve) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
+}
+
+fn parse_fingerprint(s: &str) -> Result<u64, String> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16)
+        .map_err(|e| format!("not a hex fingerprint: {e}"))
 }
 
 async fn shutdown_signal() {

@@ -169,12 +169,14 @@ impl Connection {
             .map_err(NetError::from)
     }
 
-    /// Server side of the handshake: challenge, check the proof, prove
-    /// ourselves. Returns who connected.
+    /// Server side of the handshake: challenge, check the proof, check a
+    /// client's declared schema against `schema` (when the node serves one
+    /// type only), prove ourselves. Returns who connected.
     pub async fn accept(
         &mut self,
         secret: &[u8],
         status: Status,
+        schema: Option<u64>,
         limit: Duration,
     ) -> Result<PeerRole, NetError> {
         let server_nonce = auth::nonce();
@@ -214,6 +216,26 @@ impl Connection {
                 })
                 .await;
             return Err(NetError::Refused(reason));
+        }
+        if let (Some(expected), PeerRole::Client { schema: declared }) = (schema, &role) {
+            if *declared != Some(expected) {
+                let reason = match declared {
+                    Some(d) => format!(
+                        "schema mismatch: this replica set serves sessions of schema {expected:016x}, \
+                         the client's session type has {d:016x}"
+                    ),
+                    None => format!(
+                        "this replica set serves sessions of schema {expected:016x} only; \
+                         declare the client's session type (ClientConfig::schema)"
+                    ),
+                };
+                let _ = self
+                    .send(&Message::Refused {
+                        reason: reason.clone(),
+                    })
+                    .await;
+                return Err(NetError::Refused(reason));
+            }
         }
         let proof = auth::prove(secret, &[b"welcome", &nonce, &server_nonce]);
         self.send(&Message::Welcome { proof, status }).await?;

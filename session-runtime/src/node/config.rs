@@ -43,6 +43,10 @@ pub struct NodeConfig {
     pub io_timeout: Duration,
     /// Interval of the expiry sweep.
     pub expiry_interval: Duration,
+    /// The fingerprint of the one session type this set serves: clients
+    /// that declare another, or none, are refused at the handshake. `None`:
+    /// any type (each session still accepts only the type that created it).
+    pub schema: Option<u64>,
     /// Durability of writes that do not choose one. `None`: `Sync(1)` when
     /// the set has backups, else `Async`.
     pub default_durability: Option<Durability>,
@@ -69,6 +73,7 @@ impl NodeConfig {
             io_timeout: Duration::from_secs(2),
             expiry_interval: Duration::from_secs(1),
             default_durability: None,
+            schema: None,
         }
     }
 

@@ -243,12 +243,9 @@ fn handle(shared: &Shared, link_epoch: u64, raw: bytes::Bytes, msg: Message) -> 
     }
     match msg {
         Message::Entry { offset, op } => {
-            if offset != core.log.offset() + 1 {
-                let expected = core.log.offset() + 1;
-                return Err(Broken(NetError::Protocol(format!(
-                    "gap: expected offset {expected}, got {offset}"
-                ))));
-            }
+            core.log
+                .check_next(offset)
+                .map_err(|gap| Broken(NetError::Protocol(gap.to_string())))?;
             if let Err(e) = core.store.apply_op(&op, Instant::now()) {
                 // This copy diverged: forget the stream so the next sync is full.
                 let id = random_u64();

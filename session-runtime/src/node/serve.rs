@@ -52,7 +52,12 @@ async fn handle(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), NetError>
     let mut conn = Connection::new(stream, shared.config.max_frame);
     let status = shared.core().status(&shared.me);
     let role = match conn
-        .accept(&shared.config.secret, status, shared.config.io_timeout)
+        .accept(
+            &shared.config.secret,
+            status,
+            shared.config.schema,
+            shared.config.io_timeout,
+        )
         .await
     {
         Ok(role) => role,

@@ -6,6 +6,16 @@ use bytes::Bytes;
 
 use crate::id::random_u64;
 
+/// An entry out of sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("gap in the replication stream: expected offset {expected}, got {got}")]
+pub struct Gap {
+    /// The offset that should have come.
+    pub expected: u64,
+    /// The offset that came.
+    pub got: u64,
+}
+
 /// How a backup that asked to resume at some offset is brought up to date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resume {
@@ -106,6 +116,20 @@ impl ReplicationLog {
         }
     }
 
+    /// Checks that an entry received from a primary is the next one: a gap
+    /// (or a repeat) means the stream is broken and must be resumed.
+    pub fn check_next(&self, offset: u64) -> Result<(), Gap> {
+        let expected = self.offset + 1;
+        if offset == expected {
+            Ok(())
+        } else {
+            Err(Gap {
+                expected,
+                got: offset,
+            })
+        }
+    }
+
     /// Starts a new stream id on promotion, keeping the old one valid up to
     /// the current offset.
     pub fn promote(&mut self) {
@@ -139,6 +163,28 @@ mod tests {
 
     fn frame(n: usize) -> Bytes {
         Bytes::from(vec![0u8; n])
+    }
+
+    #[test]
+    fn entries_must_come_in_sequence() {
+        let mut log = ReplicationLog::new(1000);
+        log.append(frame(1));
+        assert_eq!(log.check_next(2), Ok(()));
+        assert_eq!(
+            log.check_next(4),
+            Err(Gap {
+                expected: 2,
+                got: 4
+            })
+        );
+        assert_eq!(
+            log.check_next(1),
+            Err(Gap {
+                expected: 2,
+                got: 1
+            }),
+            "a repeat is a gap too"
+        );
     }
 
     #[test]

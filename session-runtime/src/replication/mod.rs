@@ -18,5 +18,5 @@ mod log;
 mod term;
 
 pub use acks::Acks;
-pub use log::{ReplicationLog, Resume};
+pub use log::{Gap, ReplicationLog, Resume};
 pub use term::{quorum, EpochCheck, Term};
