@@ -206,9 +206,12 @@ impl Drop for NodeProcess {
     }
 }
 
-/// A node's counters, fetched over the network; `None` if unreachable.
-pub async fn node_stats(addr: &str) -> Option<session_runtime::node::Stats> {
-    use session_runtime::net::message::{Message, PeerRole, Request, Response};
+/// One request to a node, as a client; `None` if it is unreachable.
+async fn node_request(
+    addr: &str,
+    request: session_runtime::net::message::Request,
+) -> Option<session_runtime::net::message::Response> {
+    use session_runtime::net::message::{Message, PeerRole};
     use session_runtime::net::Connection;
     let limit = Duration::from_millis(500);
     let (mut conn, _) = Connection::connect(
@@ -220,46 +223,27 @@ pub async fn node_stats(addr: &str) -> Option<session_runtime::node::Stats> {
     )
     .await
     .ok()?;
-    conn.send(&Message::Request {
-        id: 1,
-        request: Request::Stats,
-    })
-    .await
-    .ok()?;
+    conn.send(&Message::Request { id: 1, request }).await.ok()?;
     match conn.read_within(limit).await.ok()? {
-        Message::Response {
-            response: Response::Stats(s),
-            ..
-        } => Some(s),
+        Message::Response { response, .. } => Some(response),
+        _ => None,
+    }
+}
+
+/// A node's counters, fetched over the network; `None` if unreachable.
+pub async fn node_stats(addr: &str) -> Option<session_runtime::node::Stats> {
+    use session_runtime::net::message::{Request, Response};
+    match node_request(addr, Request::Stats).await? {
+        Response::Stats(s) => Some(s),
         _ => None,
     }
 }
 
 /// The digest of every session a node holds; `None` if unreachable.
 pub async fn node_digest(addr: &str) -> Option<u64> {
-    use session_runtime::net::message::{Message, PeerRole, Request, Response};
-    use session_runtime::net::Connection;
-    let limit = Duration::from_millis(500);
-    let (mut conn, _) = Connection::connect(
-        addr,
-        SECRET,
-        PeerRole::Client { schema: None },
-        16 << 20,
-        limit,
-    )
-    .await
-    .ok()?;
-    conn.send(&Message::Request {
-        id: 1,
-        request: Request::Digest,
-    })
-    .await
-    .ok()?;
-    match conn.read_within(limit).await.ok()? {
-        Message::Response {
-            response: Response::Digest(d),
-            ..
-        } => Some(d),
+    use session_runtime::net::message::{Request, Response};
+    match node_request(addr, Request::Digest).await? {
+        Response::Digest(d) => Some(d),
         _ => None,
     }
 }
