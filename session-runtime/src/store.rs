@@ -36,6 +36,8 @@ impl Default for Limits {
 
 #[derive(Debug, Clone)]
 struct Entry {
+    /// Short number the replication stream refers to the session by.
+    slot: u64,
     tree: Value,
     schema: u64,
     mutable: Vec<u16>,
@@ -79,12 +81,16 @@ pub struct Committed {
     /// The commit was a retry of one already applied: nothing changed and
     /// nothing is to be replicated.
     pub replayed: bool,
+    /// The session's slot, which the replicated change refers to it by.
+    pub slot: u64,
 }
 
 /// The sessions of one node.
 #[derive(Debug)]
 pub struct Store {
     sessions: HashMap<SessionId, Entry>,
+    slots: HashMap<u64, SessionId>,
+    next_slot: u64,
     limits: Limits,
     default_ttl: Duration,
     bytes: usize,
@@ -99,6 +105,8 @@ impl Store {
     pub fn new(limits: Limits, default_ttl: Duration) -> Self {
         Self {
             sessions: HashMap::new(),
+            slots: HashMap::new(),
+            next_slot: 0,
             limits,
             default_ttl,
             bytes: 0,
@@ -140,7 +148,8 @@ impl Store {
         }
     }
 
-    /// Creates a session.
+    /// Creates a session; returns the slot the replication stream will
+    /// refer to it by.
     pub fn create(
         &mut self,
         id: SessionId,
@@ -149,7 +158,27 @@ impl Store {
         ttl_ms: u64,
         tree: &[u8],
         now: Instant,
+    ) -> Result<u64, ErrorReply> {
+        let slot = self.next_slot;
+        self.create_at(id, slot, schema, mutable, ttl_ms, tree, now)?;
+        Ok(slot)
+    }
+
+    /// Creates a session in a given slot (as a replicated create does).
+    #[allow(clippy::too_many_arguments)]
+    fn create_at(
+        &mut self,
+        id: SessionId,
+        slot: u64,
+        schema: u64,
+        mutable: &[u16],
+        ttl_ms: u64,
+        tree: &[u8],
+        now: Instant,
     ) -> Result<(), ErrorReply> {
+        if self.slots.contains_key(&slot) {
+            return Err(bad(format!("slot {slot} is taken")));
+        }
         if self.sessions.contains_key(&id) {
             return Err(ErrorReply::AlreadyExists);
         }
@@ -176,6 +205,7 @@ impl Store {
         mutable.dedup();
         self.bytes += tree.len();
         let entry = Entry {
+            slot,
             tree: value,
             schema,
             mutable,
@@ -187,7 +217,14 @@ impl Store {
             recent_commits: VecDeque::new(),
         };
         self.sessions.insert(id, entry);
+        self.slots.insert(slot, id);
+        self.next_slot = self.next_slot.max(slot + 1);
         Ok(())
+    }
+
+    /// The slot of a session, if held.
+    pub fn slot(&self, id: &SessionId) -> Option<u64> {
+        self.sessions.get(id).map(|e| e.slot)
     }
 
     fn entry(&mut self, id: &SessionId, schema: Option<u64>) -> Result<&mut Entry, ErrorReply> {
@@ -222,6 +259,7 @@ impl Store {
     /// Removes a session.
     pub fn delete(&mut self, id: &SessionId) -> Result<(), ErrorReply> {
         let e = self.sessions.remove(id).ok_or(ErrorReply::NotFound)?;
+        self.slots.remove(&e.slot);
         self.bytes -= e.size;
         Ok(())
     }
@@ -245,6 +283,7 @@ impl Store {
             .find(|(c, _)| commit_id != 0 && *c == commit_id)
         {
             return Ok(Committed {
+                slot: e.slot,
                 version: *version,
                 refresh: Vec::new(),
                 replayed: true,
@@ -287,9 +326,10 @@ impl Store {
         } else {
             Vec::new()
         };
-        let (version, size) = (e.version, e.size);
+        let (version, size, slot) = (e.version, e.size, e.slot);
         self.bytes = self.bytes + size - before;
         Ok(Committed {
+            slot,
             version,
             refresh,
             replayed: false,
@@ -302,19 +342,24 @@ impl Store {
         match op {
             Op::Create {
                 id,
+                slot,
                 schema,
                 mutable,
                 ttl_ms,
                 tree,
             } => self
-                .create(*id, *schema, mutable, *ttl_ms, tree, now)
+                .create_at(*id, *slot, *schema, mutable, *ttl_ms, tree, now)
                 .map_err(|e| format!("create {id}: {e:?}")),
             Op::Commit {
-                id,
+                slot,
                 version,
                 commit_id,
                 delta,
             } => {
+                let id = self
+                    .slots
+                    .get(slot)
+                    .ok_or_else(|| format!("commit to unknown slot {slot}"))?;
                 let e = self
                     .sessions
                     .get_mut(id)
@@ -381,6 +426,7 @@ impl Store {
             .iter()
             .map(|(id, e)| SnapshotEntry {
                 id: *id,
+                slot: e.slot,
                 schema: e.schema,
                 mutable: e.mutable.clone(),
                 version: e.version,
@@ -395,6 +441,8 @@ impl Store {
     /// Drops every session (before loading a snapshot).
     pub fn clear(&mut self) {
         self.sessions.clear();
+        self.slots.clear();
+        self.next_slot = 0;
         self.bytes = 0;
     }
 
@@ -402,12 +450,23 @@ impl Store {
     pub fn restore(&mut self, s: SnapshotEntry, now: Instant) -> Result<(), String> {
         let tree = Value::from_bytes(&s.tree).map_err(|e| format!("snapshot of {}: {e}", s.id))?;
         if let Some(old) = self.sessions.remove(&s.id) {
+            self.slots.remove(&old.slot);
             self.bytes -= old.size;
         }
+        if let Some(other) = self.slots.insert(s.slot, s.id) {
+            if other != s.id {
+                return Err(format!(
+                    "snapshot puts {} and {other} in slot {}",
+                    s.id, s.slot
+                ));
+            }
+        }
+        self.next_slot = self.next_slot.max(s.slot + 1);
         self.bytes += s.tree.len();
         self.sessions.insert(
             s.id,
             Entry {
+                slot: s.slot,
                 tree,
                 schema: s.schema,
                 mutable: s.mutable,
@@ -665,7 +724,7 @@ mod tests {
         backup
             .apply_op(
                 &Op::Commit {
-                    id,
+                    slot: c.slot,
                     version: c.version,
                     commit_id: 5,
                     delta: set(2, 4),
@@ -677,7 +736,7 @@ mod tests {
         assert!(backup
             .apply_op(
                 &Op::Commit {
-                    id,
+                    slot: c.slot,
                     version: 9,
                     commit_id: 6,
                     delta: set(2, 4)
@@ -685,6 +744,40 @@ mod tests {
                 now
             )
             .is_err());
+        assert!(
+            backup
+                .apply_op(
+                    &Op::Commit {
+                        slot: c.slot + 1,
+                        version: 3,
+                        commit_id: 7,
+                        delta: set(2, 4)
+                    },
+                    now
+                )
+                .is_err(),
+            "unknown slot"
+        );
+        // A new session takes a new slot, on the primary and, replicated, on the backup.
+        let other = SessionId::random();
+        let slot = primary
+            .create(other, 7, &[1, 2], 0, &tree(0, 0), now)
+            .expect("fresh id");
+        assert_ne!(slot, c.slot);
+        backup
+            .apply_op(
+                &Op::Create {
+                    id: other,
+                    slot,
+                    schema: 7,
+                    mutable: vec![1, 2],
+                    ttl_ms: 0,
+                    tree: tree(0, 0),
+                },
+                now,
+            )
+            .expect("replicated create applies");
+        assert_eq!(backup.slot(&other), Some(slot));
         assert!(primary.expired(now + Duration::from_secs(61)).contains(&id));
         assert!(primary.expired(now + Duration::from_secs(59)).is_empty());
     }

@@ -234,6 +234,8 @@ pub enum Op {
     Create {
         /// Id.
         id: SessionId,
+        /// The short number commits refer to it by in this stream.
+        slot: u64,
         /// Schema fingerprint.
         schema: u64,
         /// Ids of the fields a delta may patch.
@@ -246,8 +248,9 @@ pub enum Op {
     },
     /// A delta.
     Commit {
-        /// Id.
-        id: SessionId,
+        /// The session's slot (see [`Op::Create`]): a varint of a few bytes
+        /// instead of the 16-byte id, on the hottest message of the stream.
+        slot: u64,
         /// Version after the commit.
         version: u64,
         /// The client's commit id.
@@ -273,6 +276,8 @@ pub enum Op {
 pub struct SnapshotEntry {
     /// Id.
     pub id: SessionId,
+    /// Its slot in the stream.
+    pub slot: u64,
     /// Schema fingerprint.
     pub schema: u64,
     /// Ids of the fields a delta may patch.

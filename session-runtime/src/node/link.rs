@@ -17,11 +17,18 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Bytes of a `Snapshot` frame besides its entries (tag, entry count).
 const CHUNK_OVERHEAD: usize = 16;
 
-/// An upper bound of the encoded size of a snapshot entry: the tree and
-/// its length, the id, six integers of at most 9 bytes as varints, and the
-/// field ids (3 bytes) and field versions (12 bytes) lists.
+/// An upper bound of the encoded size of a snapshot entry.
 fn entry_bound(s: &SnapshotEntry) -> usize {
-    s.tree.len() + 16 + 8 * 9 + 3 * s.mutable.len() + 12 * s.field_versions.len()
+    // The tree and the id; nine bytes at most for each integer and length
+    // (slot, schema, version, TTL, and the lengths of the tree and the three
+    // lists); three per mutable id, twelve per field version, eighteen per
+    // remembered commit.
+    s.tree.len()
+        + 16
+        + 9 * 9
+        + 3 * s.mutable.len()
+        + 12 * s.field_versions.len()
+        + 18 * s.recent_commits.len()
 }
 
 enum Plan {

@@ -228,12 +228,14 @@ fn execute(shared: &Shared, request: Request) -> (Response, Option<Pending>) {
             tree,
             durability: d,
         } => durability(d).and_then(|d| {
-            core.store
+            let slot = core
+                .store
                 .create(id, schema, &mutable, ttl_ms, &tree, now)?;
             let size = tree.len();
             let offset = core.replicate(
                 Op::Create {
                     id,
+                    slot,
                     schema,
                     mutable,
                     ttl_ms,
@@ -264,7 +266,7 @@ fn execute(shared: &Shared, request: Request) -> (Response, Option<Pending>) {
                 let size = core.store.session_bytes(&id).unwrap_or(0);
                 core.replicate(
                     Op::Commit {
-                        id,
+                        slot: c.slot,
                         version: c.version,
                         commit_id,
                         delta,
