@@ -852,7 +852,7 @@ async fn stats_page(State(app): State<AppState>, mut session: TrackedSession<Sho
         } else {
             format!(
                 "Deltas cost <b>{:.1}%</b> of what shipping each changed session whole would have. \
-                 Every entry also carries a few bytes of framing (offset, session id, version), \
+                 Every entry also carries a few bytes of framing (offset, session slot, version), \
                  so the larger the session, the more a delta saves.",
                 100.0 * s.bytes_shipped as f64 / s.full_state_bytes as f64
             )
