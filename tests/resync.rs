@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use session_runtime::node::{Node, NodeConfig, NodeHandle};
+use session_runtime::node::{NodeConfig, NodeHandle};
 use session_runtime::{Client, Durability};
 
 /// A primary, and a backup that reaches it only through `proxy`.
@@ -19,20 +19,7 @@ async fn pair_behind_proxy(backlog_bytes: usize) -> (NodeHandle, NodeHandle, Pro
         // Longer than the cuts below, so the backup does not take over.
         c.failover_timeout = Duration::from_secs(5);
     };
-    let mut ca = node_config(vec![b.clone()]);
-    ca.listen = a.clone();
-    ca.bootstrap = Some(true);
-    tweak(&mut ca);
-    let mut cb = node_config(vec![proxy.addr.clone()]);
-    cb.listen = b;
-    cb.bootstrap = Some(false);
-    tweak(&mut cb);
-    let primary = Node::start(ca).await.unwrap();
-    let backup = Node::start(cb).await.unwrap();
-    wait_until("backup linked", Duration::from_secs(10), || {
-        primary.stats().backups.len() == 1
-    })
-    .await;
+    let (primary, backup) = pair_at(a, b, proxy.addr.clone(), tweak).await;
     (primary, backup, proxy)
 }
 

@@ -58,12 +58,23 @@ pub async fn pair() -> (NodeHandle, NodeHandle) {
 
 pub async fn pair_with(tweak: impl Fn(&mut NodeConfig)) -> (NodeHandle, NodeHandle) {
     let (a, b) = (free_addr(), free_addr());
+    pair_at(a.clone(), b, a, tweak).await
+}
+
+/// A primary on `a` and a backup on `b` that reaches the primary at
+/// `primary_seen_from_backup` (the primary's own address, or a proxy's).
+pub async fn pair_at(
+    a: String,
+    b: String,
+    primary_seen_from_backup: String,
+    tweak: impl Fn(&mut NodeConfig),
+) -> (NodeHandle, NodeHandle) {
     let mut ca = node_config(vec![b.clone()]);
-    ca.listen = a.clone();
+    ca.listen = a;
     ca.bootstrap = Some(true);
     tweak(&mut ca);
-    let mut cb = node_config(vec![a.clone()]);
-    cb.listen = b.clone();
+    let mut cb = node_config(vec![primary_seen_from_backup]);
+    cb.listen = b;
     cb.bootstrap = Some(false);
     tweak(&mut cb);
     let na = Node::start(ca).await.unwrap();
