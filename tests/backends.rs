@@ -54,7 +54,7 @@ impl<S: SessionStore> Backend<S> {
     async fn backend_requests(&self) -> Option<u64> {
         match &self.server {
             Server::Memory => None,
-            Server::Nodes { primary, .. } => Some(primary.stats().commits),
+            Server::Nodes { primary, .. } => Some(primary.stats().ops_applied),
             Server::Redis(r) => Some(r.script_calls().await),
         }
     }

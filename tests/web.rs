@@ -108,7 +108,7 @@ impl<S: SessionStore> Backend<S> {
     fn node_commits(&self) -> Option<u64> {
         self.nodes
             .as_ref()
-            .map(|(primary, _)| primary.stats().commits)
+            .map(|(primary, _)| primary.stats().ops_applied)
     }
 
     async fn stop(self) {

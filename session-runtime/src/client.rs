@@ -2,12 +2,16 @@
 //! sessions on replica sets of store nodes.
 //!
 //! A [`Client`] routes each session to one replica set by a consistent hash
-//! of its id, finds that set's primary, and follows it across a failover:
+//! of its id, finds that set's leader, and follows it across elections:
 //! every call retries on a lost connection or a node that is no longer
-//! primary until [`ClientConfig::failover_timeout`] has passed, and then
-//! fails with [`ClientError::Unavailable`]; no call waits longer. Retries
-//! are safe: a commit carries a random id the node remembers, so a commit
-//! whose answer was lost is not applied twice.
+//! leader until [`ClientConfig::failover_timeout`] has passed; no call waits
+//! longer. Retries are safe: a create and a commit carry a random id the
+//! replicas remember, so one whose answer was lost is not applied twice.
+//!
+//! A call that gives up fails with [`ClientError::Unavailable`] when the
+//! request certainly was not applied, and with [`ClientError::Uncertain`]
+//! when a write was sent and its outcome is unknown (it may be committed
+//! later): never with success it cannot vouch for.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +23,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use crate::error::ApplyError;
 use crate::id::{random_u64, SessionId};
 use crate::net::connection::encode;
-use crate::net::message::{Durability, ErrorReply, Message, PeerRole, Request, Response, Role};
+use crate::net::message::{ErrorReply, Message, PeerRole, Request, Response, Role};
+use crate::net::Stats;
 use crate::net::{Connection, NetError};
-use crate::node::Stats;
 use crate::session::Session;
 use crate::tracked::Tracked;
 
@@ -33,16 +37,14 @@ pub struct ClientConfig {
     /// The shared cluster secret.
     pub secret: Vec<u8>,
     /// How long one attempt of a request may take (above the nodes'
-    /// `sync_timeout`, so that a `Sync` write's answer is awaited).
+    /// `request_timeout`, so that their answer is awaited).
     pub request_timeout: Duration,
-    /// How long a call keeps retrying to reach a primary.
+    /// How long a call keeps retrying to reach a leader.
     pub failover_timeout: Duration,
     /// Time allowed to connect and authenticate.
     pub connect_timeout: Duration,
     /// Largest frame sent or accepted.
     pub max_frame: usize,
-    /// Durability of writes; `None`: the nodes' default.
-    pub durability: Option<Durability>,
     /// Idle TTL of created sessions; `None`: the nodes' default.
     pub ttl: Option<Duration>,
     /// Schema fingerprint declared at the handshake (see
@@ -63,7 +65,6 @@ impl ClientConfig {
             failover_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(1),
             max_frame: 16 << 20,
-            durability: None,
             ttl: None,
             schema: None,
         }
@@ -107,16 +108,14 @@ pub enum ClientError {
         /// This client's.
         client: u64,
     },
-    /// The write was applied on the primary but not acknowledged by enough
-    /// backups before the failover timeout.
-    #[error("write not acknowledged by enough backups ({acked} did)")]
-    NotDurable {
-        /// Backups that acknowledged.
-        acked: u8,
-    },
-    /// No primary could be reached in time.
-    #[error("no primary reachable: {0}")]
+    /// No leader answered in time; the request was not applied.
+    #[error("replica set unavailable: {0}")]
     Unavailable(String),
+    /// A write was sent but no answer came in time: it may or may not be
+    /// applied (it may still be committed). Retrying it, or loading the
+    /// session, tells which.
+    #[error("outcome unknown: {0}")]
+    Uncertain(String),
     /// The node refused the request (size limit, malformed delta).
     #[error("refused: {0}")]
     Refused(String),
@@ -128,7 +127,7 @@ pub enum ClientError {
     Config(String),
 }
 
-/// A connection to one replica set's primary, shared by all callers.
+/// A connection to one replica set's leader, shared by all callers.
 ///
 /// Hands out cheap clones; every call has a bounded time (see the module
 /// documentation).
@@ -173,7 +172,7 @@ fn jump_hash(mut key: u64, buckets: usize) -> usize {
 }
 
 impl Client {
-    /// Checks the configuration and finds the primary of every set.
+    /// Checks the configuration and finds the leader of every set.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         if config.sets.is_empty() || config.sets.iter().any(Vec::is_empty) {
             return Err(ClientError::Config(
@@ -236,7 +235,7 @@ impl Client {
                 .ttl
                 .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             tree: value.to_bytes(),
-            durability: self.inner.config.durability,
+            commit_id: self.commit_id(),
         };
         match self.call(self.set(&id), request).await? {
             Response::Created { .. } => Ok(id),
@@ -284,7 +283,6 @@ impl Client {
             base: tracked.version(),
             commit_id: self.commit_id(),
             delta: delta.to_bytes(),
-            durability: self.inner.config.durability,
         };
         match self.call(self.set(&id), request).await? {
             Response::Committed { version, refresh } => {
@@ -297,10 +295,7 @@ impl Client {
 
     /// Deletes a session.
     pub async fn delete(&self, id: SessionId) -> Result<(), ClientError> {
-        let request = Request::Delete {
-            id,
-            durability: self.inner.config.durability,
-        };
+        let request = Request::Delete { id };
         match self.call(self.set(&id), request).await {
             Ok(Response::Done) => Ok(()),
             Ok(other) => Err(unexpected(other)),
@@ -316,7 +311,7 @@ impl Client {
         }
     }
 
-    /// The counters of each set's primary.
+    /// The counters of each set's leader.
     pub async fn stats(&self) -> Result<Vec<Stats>, ClientError> {
         let mut out = Vec::new();
         for set in &self.inner.sets {
@@ -328,16 +323,26 @@ impl Client {
         Ok(out)
     }
 
-    /// Sends a request to a set's primary, retrying across failovers until
+    /// Sends a request to a set's leader, retrying across elections until
     /// the failover timeout.
     async fn call(&self, set: &SetConn, request: Request) -> Result<Response, ClientError> {
         let cfg = &self.inner.config;
         let deadline = Instant::now() + cfg.failover_timeout;
-        let mut attempts = 0u32;
+        let write = matches!(
+            request,
+            Request::Create { .. } | Request::Commit { .. } | Request::Delete { .. }
+        );
+        // Whether an attempt of this write may have been applied.
+        let mut uncertain = false;
         let mut last_error: String;
         loop {
-            attempts += 1;
-            let link = self.link(set, deadline).await?;
+            let link = match self.link(set, deadline).await {
+                Ok(link) => link,
+                Err(ClientError::Unavailable(e)) if uncertain => {
+                    return Err(ClientError::Uncertain(e))
+                }
+                Err(e) => return Err(e),
+            };
             let (tx, rx) = oneshot::channel();
             let sent = link.calls.send((request.clone(), tx)).await.is_ok();
             let answer = if sent {
@@ -348,47 +353,51 @@ impl Client {
                 Ok(None)
             };
             match answer {
-                Ok(Some(Response::Error(ErrorReply::NotPrimary { .. }))) => {
-                    last_error = "node is no longer primary".into();
+                Ok(Some(Response::Error(ErrorReply::NotLeader { .. }))) => {
+                    // Refused before proposing, or leadership lost while
+                    // the write was pending (the next leader may commit it).
+                    last_error = "node is not the leader".into();
+                    uncertain |= write;
                     *set.link.lock().await = None;
                 }
-                Ok(Some(Response::Error(ErrorReply::NotDurable { acked }))) => {
-                    // Applied on the primary; retrying (with the same commit
-                    // id) waits for backups again without applying twice.
-                    last_error = format!("not durable ({acked} backups acknowledged)");
-                    if Instant::now() >= deadline {
-                        return Err(ClientError::NotDurable { acked });
-                    }
+                Ok(Some(Response::Error(ErrorReply::Unavailable(reason)))) => {
+                    last_error = reason;
+                    uncertain |= write;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Ok(Some(Response::Error(ErrorReply::AlreadyExists))) if attempts > 1 => {
-                    // An earlier attempt created it; its answer was lost.
-                    return Ok(Response::Created { version: 1 });
-                }
                 Ok(Some(Response::Error(ErrorReply::NotFound)))
-                    if attempts > 1 && matches!(request, Request::Delete { .. }) =>
+                    if uncertain && matches!(request, Request::Delete { .. }) =>
                 {
+                    // An earlier attempt may have deleted it; either way the
+                    // leader applied this delete to the committed state, in
+                    // which the session does not exist.
                     return Ok(Response::Done);
                 }
                 Ok(Some(Response::Error(e))) => return Err(refusal(e)),
                 Ok(Some(response)) => return Ok(response),
                 Ok(None) => {
                     last_error = "connection lost".into();
+                    uncertain |= write && sent;
                     *set.link.lock().await = None;
                 }
                 Err(_) => {
                     last_error = format!("no answer within {:?}", cfg.request_timeout);
+                    uncertain |= write;
                     *set.link.lock().await = None;
                 }
             }
             if Instant::now() >= deadline {
-                return Err(ClientError::Unavailable(last_error));
+                return Err(if uncertain {
+                    ClientError::Uncertain(last_error)
+                } else {
+                    ClientError::Unavailable(last_error)
+                });
             }
         }
     }
 
-    /// The link to a set's primary, connecting (and finding the primary)
-    /// if there is none.
+    /// The link to a set's leader, connecting (and finding the leader) if
+    /// there is none.
     async fn link(&self, set: &SetConn, deadline: Instant) -> Result<Link, ClientError> {
         let mut slot = set.link.lock().await;
         if let Some(link) = slot.as_ref().filter(|l| !l.calls.is_closed()) {
@@ -396,7 +405,7 @@ impl Client {
         }
         let mut last_error: String;
         loop {
-            match self.find_primary(&set.nodes).await {
+            match self.find_leader(&set.nodes).await {
                 Ok(conn) => {
                     let link = spawn_link(conn);
                     *slot = Some(link.clone());
@@ -411,40 +420,56 @@ impl Client {
         }
     }
 
-    /// Connects to every node and keeps the connection to the primary of
-    /// the highest epoch.
-    async fn find_primary(&self, nodes: &[String]) -> Result<Connection, String> {
+    /// Connects to every node and keeps the connection to the leader of
+    /// the highest term; a node that names a leader outside the configured
+    /// list (a member added at runtime) is followed there.
+    async fn find_leader(&self, nodes: &[String]) -> Result<Connection, String> {
         let cfg = &self.inner.config;
         let role = PeerRole::Client { schema: cfg.schema };
-        let tries = nodes.iter().map(|n| {
-            Connection::connect(
-                n,
-                &cfg.secret,
-                role.clone(),
-                cfg.max_frame,
-                cfg.connect_timeout,
-            )
-        });
+        let connect = |addr: String| {
+            let role = role.clone();
+            async move {
+                Connection::connect(&addr, &cfg.secret, role, cfg.max_frame, cfg.connect_timeout)
+                    .await
+            }
+        };
         let mut best: Option<(Connection, u64)> = None;
+        let mut hint: Option<String> = None;
         let mut errors = Vec::new();
+        let tries = nodes.iter().map(|n| connect(n.clone()));
         for (node, result) in nodes
             .iter()
             .zip(futures_util::future::join_all(tries).await)
         {
             match result {
-                Ok((conn, status)) if status.role == Role::Primary => {
-                    if best.as_ref().is_none_or(|(_, e)| status.epoch > *e) {
-                        best = Some((conn, status.epoch));
+                Ok((conn, status)) if status.role == Role::Leader => {
+                    if best.as_ref().is_none_or(|(_, t)| status.term > *t) {
+                        best = Some((conn, status.term));
                     }
                 }
-                Ok(_) => {}
+                Ok((_, status)) => {
+                    if let Some((_, addr)) = status.leader {
+                        if !nodes.contains(&addr) {
+                            hint = Some(addr);
+                        }
+                    }
+                }
                 Err(NetError::Refused(reason)) => errors.push(format!("{node}: refused: {reason}")),
                 Err(e) => errors.push(format!("{node}: {e}")),
             }
         }
+        if best.is_none() {
+            if let Some(addr) = hint {
+                if let Ok((conn, status)) = connect(addr).await {
+                    if status.role == Role::Leader {
+                        best = Some((conn, status.term));
+                    }
+                }
+            }
+        }
         best.map(|(c, _)| c).ok_or_else(|| {
             if errors.is_empty() {
-                "no node is primary".to_string()
+                "no node is leader".to_string()
             } else {
                 errors.join("; ")
             }
@@ -525,10 +550,11 @@ pub(crate) fn refusal(e: ErrorReply) -> ClientError {
             session,
             client: request,
         },
-        ErrorReply::NotDurable { acked } => ClientError::NotDurable { acked },
-        ErrorReply::NotPrimary { primary } => {
-            ClientError::Unavailable(format!("not primary (primary: {primary:?})"))
+        ErrorReply::NotLeader { leader } => {
+            ClientError::Unavailable(format!("not the leader (leader: {leader:?})"))
         }
+        ErrorReply::Unavailable(m) => ClientError::Unavailable(m),
+        ErrorReply::Forbidden(m) => ClientError::Refused(m),
         ErrorReply::AlreadyExists => ClientError::Refused("a session with this id exists".into()),
         ErrorReply::UnknownVersion { current } => ClientError::Refused(format!(
             "base version is newer than the session ({current})"

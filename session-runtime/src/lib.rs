@@ -60,8 +60,9 @@
 //!
 //! # Replication and the web
 //!
-//! Store nodes ([`node`]) keep sessions in memory and replicate them from a
-//! primary to backups; application servers reach them with a [`Client`].
+//! Store nodes (`node`, feature `node`) keep sessions in memory, replicated
+//! by a Raft group (openraft) whose log lives on disk; application servers
+//! reach them with a [`Client`].
 //! The [`SessionStore`] trait is implemented by the [`Client`], by
 //! [`MemoryStore`] and (feature `redis`) by `RedisStore`; the `web` module
 //! (feature `axum`) is a tower layer and extractor on top of any of them.
@@ -79,12 +80,13 @@
 //! - `error.rs`: [`DecodeError`], [`ApplyError`].
 //! - `id.rs`: [`SessionId`].
 //! - `store.rs`: the schema-agnostic session store of a node (versions,
-//!   field-level merge, TTL, limits).
-//! - `replication/`: the replication protocol as a socket-free state
-//!   machine (stream and backlog, acknowledgements, epochs and votes).
-//! - `net/`: frames, messages and the authenticated handshake.
-//! - `node/`: the node's tasks (accept loop, backup links, follower and
-//!   elections, housekeeping), its configuration and counters.
+//!   field-level merge, TTL, limits): the state machine every replica
+//!   applies the log to.
+//! - `net/`: frames, messages, counters and the authenticated handshake.
+//! - `raft/` (feature `node`): openraft glue: type configuration, the
+//!   durable log, the store as state machine, snapshots, the network.
+//! - `node/` (feature `node`): a running node: serving clients and peers,
+//!   first start of a set, expiry, configuration.
 //! - `client.rs`: [`Client`]; `backend/`: [`SessionStore`] and its stores;
 //!   `web/`: the axum layer.
 #![deny(missing_docs)]
@@ -97,9 +99,11 @@ mod delta;
 mod error;
 mod id;
 pub mod net;
+#[cfg(feature = "node")]
 pub mod node;
 mod patch;
-pub mod replication;
+#[cfg(feature = "node")]
+pub mod raft;
 mod schema;
 mod session;
 pub mod store;
@@ -121,7 +125,6 @@ pub use client::{Client, ClientConfig, ClientError};
 pub use delta::Delta;
 pub use error::{ApplyError, ApplyErrorKind, DecodeError, PathStep};
 pub use id::{ParseSessionIdError, SessionId};
-pub use net::message::Durability;
 pub use patch::{Edit, MapOp, Patch, SeqOp};
 pub use schema::{FieldInfo, Schema};
 pub use session::Session;

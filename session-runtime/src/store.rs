@@ -8,11 +8,12 @@
 //! changes.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::delta::Delta;
 use crate::id::SessionId;
-use crate::net::message::{ErrorReply, Op, SnapshotEntry};
+use crate::net::message::{Applied, ErrorReply, Op, SnapshotEntry, Target};
 use crate::patch::Patch;
 use crate::value::Value;
 
@@ -86,9 +87,14 @@ pub struct Committed {
 }
 
 /// The sessions of one node.
-#[derive(Debug)]
+///
+/// Sessions live in a persistent hash map (`imbl`) of shared entries, so
+/// that [`Store::view`] takes a consistent copy of the whole store in O(1)
+/// for a snapshot, while writes go on: a write copies only the entry it
+/// changes, and only while a snapshot still holds it.
+#[derive(Debug, Clone)]
 pub struct Store {
-    sessions: HashMap<SessionId, Entry>,
+    sessions: imbl::HashMap<SessionId, Arc<Entry>>,
     slots: HashMap<u64, SessionId>,
     next_slot: u64,
     limits: Limits,
@@ -104,7 +110,7 @@ impl Store {
     /// An empty store.
     pub fn new(limits: Limits, default_ttl: Duration) -> Self {
         Self {
-            sessions: HashMap::new(),
+            sessions: imbl::HashMap::new(),
             slots: HashMap::new(),
             next_slot: 0,
             limits,
@@ -216,7 +222,7 @@ impl Store {
             size: tree.len(),
             recent_commits: VecDeque::new(),
         };
-        self.sessions.insert(id, entry);
+        self.sessions.insert(id, Arc::new(entry));
         self.slots.insert(slot, id);
         self.next_slot = self.next_slot.max(slot + 1);
         Ok(())
@@ -228,7 +234,7 @@ impl Store {
     }
 
     fn entry(&mut self, id: &SessionId, schema: Option<u64>) -> Result<&mut Entry, ErrorReply> {
-        let e = self.sessions.get_mut(id).ok_or(ErrorReply::NotFound)?;
+        let e = Arc::make_mut(self.sessions.get_mut(id).ok_or(ErrorReply::NotFound)?);
         match schema {
             Some(s) if s != e.schema => Err(ErrorReply::SchemaMismatch {
                 session: e.schema,
@@ -274,8 +280,20 @@ impl Store {
         delta: &[u8],
         now: Instant,
     ) -> Result<Committed, ErrorReply> {
+        self.commit_checked(id, Some(schema), base, commit_id, delta, now)
+    }
+
+    fn commit_checked(
+        &mut self,
+        id: &SessionId,
+        schema: Option<u64>,
+        base: u64,
+        commit_id: u64,
+        delta: &[u8],
+        now: Instant,
+    ) -> Result<Committed, ErrorReply> {
         let max_bytes = self.limits.max_session_bytes;
-        let e = self.entry(id, Some(schema))?;
+        let e = self.entry(id, schema)?;
         e.last_access = now;
         if let Some((_, version)) = e
             .recent_commits
@@ -336,50 +354,75 @@ impl Store {
         })
     }
 
-    /// Applies a replicated change. The primary already checked it, so any
-    /// error means this copy diverged and must be resynchronised.
-    pub fn apply_op(&mut self, op: &Op, now: Instant) -> Result<(), String> {
+    /// The slot and schema of a session, if held: the leader names a
+    /// session by its slot in the log once it has checked the schema.
+    pub fn slot_and_schema(&self, id: &SessionId) -> Option<(u64, u64)> {
+        self.sessions.get(id).map(|e| (e.slot, e.schema))
+    }
+
+    /// A session's version, if held.
+    pub fn version(&self, id: &SessionId) -> Option<u64> {
+        self.sessions.get(id).map(|e| e.version)
+    }
+
+    /// Applies one entry of the replicated log. Deterministic: every
+    /// replica that applies the same entries in the same order reaches the
+    /// same sessions and gives the same answer (only `now`, the local
+    /// last-access time, differs). A refused op changes nothing.
+    pub fn apply_op(&mut self, op: &Op, now: Instant) -> Result<Applied, ErrorReply> {
         match op {
             Op::Create {
                 id,
-                slot,
                 schema,
                 mutable,
                 ttl_ms,
                 tree,
-            } => self
-                .create_at(*id, *slot, *schema, mutable, *ttl_ms, tree, now)
-                .map_err(|e| format!("create {id}: {e:?}")),
+                commit_id,
+            } => {
+                if let Some(e) = self.sessions.get(id) {
+                    // A retried create whose first attempt was applied.
+                    return if *commit_id != 0 && e.recent_commits.contains(&(*commit_id, 1)) {
+                        Ok(Applied::Created)
+                    } else {
+                        Err(ErrorReply::AlreadyExists)
+                    };
+                }
+                let slot = self.next_slot;
+                self.create_at(*id, slot, *schema, mutable, *ttl_ms, tree, now)?;
+                if *commit_id != 0 {
+                    if let Some(e) = self.sessions.get_mut(id) {
+                        Arc::make_mut(e).recent_commits.push_back((*commit_id, 1));
+                    }
+                }
+                Ok(Applied::Created)
+            }
             Op::Commit {
-                slot,
-                version,
+                target,
+                base,
                 commit_id,
                 delta,
             } => {
-                let id = self
-                    .slots
-                    .get(slot)
-                    .ok_or_else(|| format!("commit to unknown slot {slot}"))?;
-                let e = self
-                    .sessions
-                    .get_mut(id)
-                    .ok_or_else(|| format!("commit to unknown session {id}"))?;
-                if *version != e.version + 1 {
-                    return Err(format!(
-                        "session {id} is at version {}, entry makes {version}",
-                        e.version
-                    ));
-                }
-                let delta = Delta::from_bytes(delta).map_err(|err| format!("{id}: {err}"))?;
-                let before = e.size;
-                apply(e, &delta, *version, *commit_id).map_err(|err| format!("{id}: {err:?}"))?;
-                e.last_access = now;
-                self.bytes = self.bytes + e.size - before;
-                Ok(())
+                let (id, schema) = match target {
+                    Target::Slot(slot) => {
+                        (*self.slots.get(slot).ok_or(ErrorReply::NotFound)?, None)
+                    }
+                    Target::Id { id, schema } => (*id, Some(*schema)),
+                };
+                let c = self.commit_checked(&id, schema, *base, *commit_id, delta, now)?;
+                Ok(Applied::Committed {
+                    version: c.version,
+                    refresh: c.refresh,
+                })
             }
-            Op::Delete { id } | Op::Expire { id } => self
-                .delete(id)
-                .map_err(|_| format!("delete of unknown session {id}")),
+            Op::Delete { id } => self.delete(id).map(|()| Applied::Removed),
+            Op::Expire { id, version } => {
+                if self.version(id) == Some(*version) {
+                    self.delete(id)?;
+                    Ok(Applied::Removed)
+                } else {
+                    Ok(Applied::Nothing)
+                }
+            }
         }
     }
 
@@ -415,40 +458,55 @@ impl Store {
     /// Restarts every session's idle clock (a new primary does not know
     /// when sessions were last read on the old one).
     pub fn touch_all(&mut self, now: Instant) {
-        for e in self.sessions.values_mut() {
-            e.last_access = now;
+        for e in self.sessions.iter_mut() {
+            Arc::make_mut(e.1).last_access = now;
         }
     }
 
-    /// Every session, for a full resync.
-    pub fn snapshot(&self) -> Vec<SnapshotEntry> {
-        self.sessions
-            .iter()
-            .map(|(id, e)| SnapshotEntry {
-                id: *id,
-                slot: e.slot,
-                schema: e.schema,
-                mutable: e.mutable.clone(),
-                version: e.version,
-                ttl_ms: u64::try_from(e.ttl.as_millis()).unwrap_or(u64::MAX),
-                field_versions: e.field_versions.clone(),
-                recent_commits: e.recent_commits.iter().copied().collect(),
-                tree: e.tree.to_bytes(),
-            })
-            .collect()
+    /// A consistent copy of every session, taken in O(1) (see [`Store`]),
+    /// to write a snapshot from without holding the store.
+    pub fn view(&self) -> StoreView {
+        StoreView {
+            sessions: self.sessions.clone(),
+            next_slot: self.next_slot,
+        }
     }
 
-    /// Drops every session (before loading a snapshot).
-    pub fn clear(&mut self) {
-        self.sessions.clear();
-        self.slots.clear();
-        self.next_slot = 0;
-        self.bytes = 0;
+    /// Every session as `(id, version, encoding)`, sorted by id: two
+    /// replicas hold the same sessions exactly when their dumps are equal.
+    pub fn dump(&self) -> Vec<(SessionId, u64, Vec<u8>)> {
+        let mut all: Vec<_> = self
+            .sessions
+            .iter()
+            .map(|(id, e)| (*id, e.version, e.tree.to_bytes()))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The slot the next created session takes.
+    pub fn next_slot(&self) -> u64 {
+        self.next_slot
+    }
+
+    /// Sets the slot the next created session takes (restoring a snapshot:
+    /// slots of deleted sessions are never reused).
+    pub fn set_next_slot(&mut self, slot: u64) {
+        self.next_slot = self.next_slot.max(slot);
     }
 
     /// Adds a session from a snapshot.
     pub fn restore(&mut self, s: SnapshotEntry, now: Instant) -> Result<(), String> {
         let tree = Value::from_bytes(&s.tree).map_err(|e| format!("snapshot of {}: {e}", s.id))?;
+        if !matches!(tree, Value::Record(_)) {
+            return Err(format!("snapshot of {}: a session must be a record", s.id));
+        }
+        if self.sessions.len() >= self.limits.max_sessions && !self.sessions.contains_key(&s.id) {
+            return Err(format!(
+                "snapshot holds more than this node's limit of {} sessions",
+                self.limits.max_sessions
+            ));
+        }
         if let Some(old) = self.sessions.remove(&s.id) {
             self.slots.remove(&old.slot);
             self.bytes -= old.size;
@@ -465,7 +523,7 @@ impl Store {
         self.bytes += s.tree.len();
         self.sessions.insert(
             s.id,
-            Entry {
+            Arc::new(Entry {
                 slot: s.slot,
                 tree,
                 schema: s.schema,
@@ -482,9 +540,49 @@ impl Store {
                     .take(RECENT_COMMITS)
                     .rev()
                     .collect(),
-            },
+            }),
         );
         Ok(())
+    }
+}
+
+/// A consistent copy of a [`Store`]'s sessions (see [`Store::view`]).
+#[derive(Debug, Clone)]
+pub struct StoreView {
+    sessions: imbl::HashMap<SessionId, Arc<Entry>>,
+    next_slot: u64,
+}
+
+impl StoreView {
+    /// Sessions in the copy.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether the copy holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// The slot the next created session takes.
+    pub fn next_slot(&self) -> u64 {
+        self.next_slot
+    }
+
+    /// Every session, one at a time (the snapshot writer encodes each as it
+    /// goes: never the whole store in one buffer).
+    pub fn entries(&self) -> impl Iterator<Item = SnapshotEntry> + '_ {
+        self.sessions.iter().map(|(id, e)| SnapshotEntry {
+            id: *id,
+            slot: e.slot,
+            schema: e.schema,
+            mutable: e.mutable.clone(),
+            version: e.version,
+            ttl_ms: u64::try_from(e.ttl.as_millis()).unwrap_or(u64::MAX),
+            field_versions: e.field_versions.clone(),
+            recent_commits: e.recent_commits.iter().copied().collect(),
+            tree: e.tree.to_bytes(),
+        })
     }
 }
 

@@ -1,8 +1,11 @@
-//! `session-node`: a store node of a replica set.
+//! `session-node`: a store node of a replica set (one openraft group).
 //!
 //! ```text
-//! session-node serve --listen 127.0.0.1:7000 --peer 127.0.0.1:7001 --secret-file secret
-//! session-node stats --addr 127.0.0.1:7000 --secret-file secret
+//! session-node serve --id 1 --listen 127.0.0.1:7001 --data-dir /var/lib/session/1 \
+//!     --secret-file secret --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003
+//! session-node stats --addr 127.0.0.1:7001 --secret-file secret
+//! session-node member add-learner --addr 127.0.0.1:7001 --secret-file secret --id 4 --node-addr 127.0.0.1:7004
+//! session-node member set-voters --addr 127.0.0.1:7001 --secret-file secret --voters 1,2,4
 //! ```
 
 use std::path::PathBuf;
@@ -13,8 +16,8 @@ use clap::{Args, Parser, Subcommand};
 use session_runtime::net::message::{Message, PeerRole, Request, Response};
 use session_runtime::net::Connection;
 use session_runtime::node::{Node, NodeConfig};
+use session_runtime::raft::Fsync;
 use session_runtime::store::Limits;
-use session_runtime::Durability;
 
 /// A store node for replicated typed sessions.
 #[derive(Parser, Debug)]
@@ -27,14 +30,51 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Runs a node until SIGTERM or Ctrl-C.
-    Serve(Serve),
-    /// Prints a node's counters as `name=value` lines.
+    Serve(Box<Serve>),
+    /// Prints a node's state and counters as `name=value` lines.
     Stats {
         /// Address of the node.
         #[arg(long)]
         addr: String,
         #[command(flatten)]
         secret: Secret,
+    },
+    /// Changes the members of a running set (sent to its leader).
+    #[command(subcommand)]
+    Member(Member),
+}
+
+#[derive(Subcommand, Debug)]
+enum Member {
+    /// Adds a non-voting member; it catches up from the leader.
+    AddLearner {
+        /// Address of the set's leader.
+        #[arg(long)]
+        addr: String,
+        #[command(flatten)]
+        secret: Secret,
+        /// The new member's id.
+        #[arg(long)]
+        id: u64,
+        /// The new member's address.
+        #[arg(long)]
+        node_addr: String,
+    },
+    /// Makes exactly these members voters (members must be learners or
+    /// voters already); with `--remove`, members not listed leave the set,
+    /// otherwise they stay as learners.
+    SetVoters {
+        /// Address of the set's leader.
+        #[arg(long)]
+        addr: String,
+        #[command(flatten)]
+        secret: Secret,
+        /// Voter ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
+        /// Remove members that are not voters.
+        #[arg(long)]
+        remove: bool,
     },
 }
 
@@ -61,8 +101,25 @@ impl Secret {
     }
 }
 
+/// `ID=ADDR`.
+fn parse_member(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=ADDR, got {s:?}"))?;
+    let id = id
+        .parse()
+        .map_err(|e| format!("node id {id:?} is not a number: {e}"))?;
+    if addr.is_empty() {
+        return Err(format!("no address for node {id}"));
+    }
+    Ok((id, addr.to_string()))
+}
+
 #[derive(Args, Debug)]
 struct Serve {
+    /// This node's id in the set (a number, unique in the set).
+    #[arg(long)]
+    id: u64,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7000")]
     listen: String,
@@ -70,15 +127,27 @@ struct Serve {
     /// listen address).
     #[arg(long)]
     advertise: Option<String>,
-    /// Another member of the replica set (repeat for each).
-    #[arg(long = "peer", value_name = "ADDR")]
-    peers: Vec<String>,
+    /// Directory of the Raft log, the vote and snapshots (created if
+    /// missing). A node restarted on it recovers everything it had.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Another voting member as ID=ADDR (repeat for each).
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_member)]
+    peers: Vec<(u64, String)>,
+    /// A non-voting member as ID=ADDR (repeat for each); added by the
+    /// first leader.
+    #[arg(long = "learner", value_name = "ID=ADDR", value_parser = parse_member)]
+    learners: Vec<(u64, String)>,
+    /// This node is itself a learner (it never votes or leads).
+    #[arg(long)]
+    as_learner: bool,
     #[command(flatten)]
     secret: Secret,
-    /// Whether this node may lead at start-up when no primary exists
-    /// (default: the member with the smallest address).
-    #[arg(long)]
-    bootstrap: Option<bool>,
+    /// When log entries are fsync'd: `always` (before each acknowledgement),
+    /// `everysec` (about once a second), `no` (when the OS decides).
+    /// Entries reach the OS before acknowledgement in every mode.
+    #[arg(long, default_value = "everysec", value_parser = parse_fsync)]
+    fsync: Fsync,
     /// Idle time-to-live of sessions, in seconds.
     #[arg(long, default_value_t = 1800)]
     ttl_secs: u64,
@@ -91,30 +160,33 @@ struct Serve {
     /// Largest frame accepted, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     max_frame_bytes: usize,
-    /// Bytes of recent changes kept for partial resynchronisation.
-    #[arg(long, default_value_t = 64 << 20)]
-    backlog_bytes: usize,
     /// Most connections served at once.
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
-    /// Heartbeat interval of the primary, in milliseconds.
+    /// Heartbeat interval of the leader, in milliseconds.
     #[arg(long, default_value_t = 100)]
     heartbeat_ms: u64,
-    /// Silence after which a backup takes over from its primary, in
-    /// milliseconds.
+    /// Silence after which a follower stands for election, in milliseconds
+    /// (randomised up to twice this).
     #[arg(long, default_value_t = 1000)]
-    failover_ms: u64,
-    /// How long a Sync write waits for backups, in milliseconds.
-    #[arg(long, default_value_t = 2000)]
-    sync_timeout_ms: u64,
+    election_ms: u64,
+    /// How long a request may wait for the set, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    request_timeout_ms: u64,
+    /// Build a snapshot after this many log entries.
+    #[arg(long, default_value_t = 20_000)]
+    snapshot_every: u64,
+    /// Log entries kept behind a snapshot for backups that fell behind.
+    #[arg(long, default_value_t = 10_000)]
+    log_keep: u64,
     /// Serve only sessions of this schema fingerprint (16 hex digits):
     /// clients of another session type are refused at the handshake.
     #[arg(long, value_name = "HEX", value_parser = parse_fingerprint)]
     schema: Option<u64>,
-    /// Backups a write waits for by default (0: acknowledge once applied on
-    /// the primary). Default: 1 when peers are given, else 0.
-    #[arg(long)]
-    sync: Option<u8>,
+}
+
+fn parse_fsync(s: &str) -> Result<Fsync, String> {
+    s.parse()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -129,36 +201,66 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Stats { addr, secret } => runtime.block_on(stats(&addr, &secret.read()?)),
+        Command::Member(Member::AddLearner {
+            addr,
+            secret,
+            id,
+            node_addr,
+        }) => runtime.block_on(admin(
+            &addr,
+            &secret.read()?,
+            Request::AddLearner {
+                id,
+                addr: node_addr,
+            },
+        )),
+        Command::Member(Member::SetVoters {
+            addr,
+            secret,
+            voters,
+            remove,
+        }) => runtime.block_on(admin(
+            &addr,
+            &secret.read()?,
+            Request::ChangeVoters { voters, remove },
+        )),
     }
 }
 
-async fn serve(args: Serve) -> anyhow::Result<()> {
-    let mut config = NodeConfig::new(args.listen.clone(), args.secret.read()?).peers(args.peers);
-    config.advertise = args.advertise;
-    config.bootstrap = args.bootstrap;
+async fn serve(args: Box<Serve>) -> anyhow::Result<()> {
+    let mut config = NodeConfig::new(
+        args.id,
+        args.listen.clone(),
+        args.data_dir.clone(),
+        args.secret.read()?,
+    )
+    .peers(args.peers.clone());
+    config.learners = args.learners.clone();
+    config.learner = args.as_learner;
+    config.advertise = args.advertise.clone();
+    config.fsync = args.fsync;
     config.default_ttl = Duration::from_secs(args.ttl_secs);
     config.limits = Limits {
         max_session_bytes: args.max_session_bytes,
         max_sessions: args.max_sessions,
     };
     config.max_frame = args.max_frame_bytes;
-    config.backlog_bytes = args.backlog_bytes;
     config.max_connections = args.max_connections;
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
-    config.failover_timeout = Duration::from_millis(args.failover_ms);
-    config.sync_timeout = Duration::from_millis(args.sync_timeout_ms);
+    config.election_timeout = Duration::from_millis(args.election_ms);
+    config.request_timeout = Duration::from_millis(args.request_timeout_ms);
+    config.snapshot_every = args.snapshot_every;
+    config.log_keep = args.log_keep;
     config.schema = args.schema;
-    config.default_durability = args.sync.map(|n| {
-        if n == 0 {
-            Durability::Async
-        } else {
-            Durability::Sync(n)
-        }
-    });
-    let node = Node::start(config)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    println!("session-node listening on {}", node.addr());
+    let node = Node::start(config).await.with_context(|| {
+        format!(
+            "starting node {} on {} with data in {}",
+            args.id,
+            args.listen,
+            args.data_dir.display()
+        )
+    })?;
+    println!("session-node {} listening on {}", args.id, node.addr());
     shutdown_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
@@ -192,69 +294,75 @@ async fn shutdown_signal() {
     }
 }
 
+async fn request(
+    addr: &str,
+    role: PeerRole,
+    secret: &[u8],
+    request: Request,
+) -> anyhow::Result<Response> {
+    let limit = Duration::from_secs(5);
+    let (mut conn, _) = Connection::connect(addr, secret, role, 16 << 20, limit)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    conn.send(&Message::Request { id: 1, request }).await?;
+    match conn.read_within(limit).await? {
+        Message::Response { response, .. } => Ok(response),
+        _ => bail!("{addr} did not answer"),
+    }
+}
+
+async fn admin(addr: &str, secret: &[u8], req: Request) -> anyhow::Result<()> {
+    match request(addr, PeerRole::Node { id: 0 }, secret, req).await? {
+        Response::Done => {
+            println!("done");
+            Ok(())
+        }
+        Response::Error(e) => bail!("{addr} refused: {e:?}"),
+        other => bail!("{addr} answered {other:?}"),
+    }
+}
+
+fn ids(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
 async fn stats(addr: &str, secret: &[u8]) -> anyhow::Result<()> {
-    let limit = Duration::from_secs(3);
-    let (mut conn, _) = Connection::connect(
-        addr,
-        secret,
-        PeerRole::Client { schema: None },
-        16 << 20,
-        limit,
-    )
-    .await
-    .with_context(|| format!("connecting to {addr}"))?;
-    conn.send(&Message::Request {
-        id: 1,
-        request: Request::Stats,
-    })
-    .await?;
-    let Message::Response {
-        response: Response::Stats(s),
-        ..
-    } = conn.read_within(limit).await?
-    else {
+    let client = PeerRole::Client { schema: None };
+    let Response::Stats(s) = request(addr, client.clone(), secret, Request::Stats).await? else {
         bail!("{addr} did not answer with stats");
     };
     println!(
-        "node={}\nrole={:?}\nepoch={}\noffset={}",
-        s.node, s.role, s.epoch, s.offset
+        "id={}\nnode={}\nrole={}\nterm={}",
+        s.id,
+        s.node,
+        s.role.name(),
+        s.term
     );
     println!(
-        "sessions={}\nsession_bytes={}\ncommits={}",
-        s.sessions, s.session_bytes, s.commits
+        "leader={}\nlast_applied={}\nlast_log={}",
+        s.leader.map(|l| l.to_string()).unwrap_or_default(),
+        s.last_applied,
+        s.last_log
+    );
+    println!("voters={}\nlearners={}", ids(&s.voters), ids(&s.learners));
+    println!(
+        "sessions={}\nsession_bytes={}\nops_applied={}",
+        s.sessions, s.session_bytes, s.ops_applied
     );
     println!(
-        "deltas_shipped={}\nbytes_shipped={}\nfull_state_bytes={}",
-        s.deltas_shipped, s.bytes_shipped, s.full_state_bytes
+        "entries_shipped={}\nbytes_shipped={}",
+        s.entries_shipped, s.bytes_shipped
     );
     println!(
-        "partial_resyncs_served={}\nfull_resyncs_served={}",
-        s.partial_resyncs_served, s.full_resyncs_served
+        "snapshots_built={}\nsnapshots_installed={}",
+        s.snapshots_built, s.snapshots_installed
     );
     println!(
-        "partial_resyncs={}\nfull_resyncs={}\nfailovers={}",
-        s.partial_resyncs, s.full_resyncs, s.failovers
+        "expired={}\nrejected_connections={}",
+        s.expired, s.rejected_connections
     );
-    println!(
-        "expired={}\nrejected_connections={}\nbackups={}",
-        s.expired,
-        s.rejected_connections,
-        s.backups.len()
-    );
-    conn.send(&Message::Request {
-        id: 2,
-        request: Request::Digest,
-    })
-    .await?;
-    if let Message::Response {
-        response: Response::Digest(d),
-        ..
-    } = conn.read_within(limit).await?
-    {
+    if let Response::Digest(d) = request(addr, client, secret, Request::Digest).await? {
         println!("digest={d:016x}");
-    }
-    for (i, b) in s.backups.iter().enumerate() {
-        println!("backup{i}_acked={}\nbackup{i}_lag={}", b.acked, b.lag);
     }
     Ok(())
 }

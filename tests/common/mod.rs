@@ -7,8 +7,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use session_runtime::net::message::Role;
+use session_runtime::net::Stats;
 use session_runtime::node::{Node, NodeConfig, NodeHandle};
-use session_runtime::{ClientConfig, Session};
+use session_runtime::{ClientConfig, Session, SessionId};
 
 pub const SECRET: &[u8] = b"scenario-test-cluster-secret";
 
@@ -34,56 +36,82 @@ impl Cart {
     }
 }
 
+/// A data directory for a test node, removed when the test process ends
+/// only by the OS's temp cleaning: a restarted node must find it again.
+pub fn data_dir() -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix("session-node-test-")
+        .tempdir()
+        .unwrap()
+        .keep()
+}
+
 /// A config with timeouts short enough for tests.
-pub fn node_config(peers: Vec<String>) -> NodeConfig {
-    let mut c = NodeConfig::new("127.0.0.1:0", SECRET).peers(peers);
+pub fn node_config(id: u64, peers: Vec<(u64, String)>) -> NodeConfig {
+    let mut c = NodeConfig::new(id, "127.0.0.1:0", data_dir(), SECRET).peers(peers);
     c.heartbeat = Duration::from_millis(50);
-    c.failover_timeout = Duration::from_millis(500);
-    c.sync_timeout = Duration::from_millis(1500);
+    c.election_timeout = Duration::from_millis(300);
     c.io_timeout = Duration::from_millis(500);
+    c.request_timeout = Duration::from_millis(1500);
     c.expiry_interval = Duration::from_millis(100);
+    c.fsync = session_runtime::raft::Fsync::No;
     c
 }
 
-/// Reserves a free port on loopback.
+/// Reserves a free port on loopback (for node processes, which must know
+/// each other's addresses before they start).
 pub fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }
 
-/// A primary and a backup, in-process; the first is the bootstrap node.
+/// A two-voter set, in-process: returns (leader, follower) once the leader
+/// is elected and the follower has caught up. Commits need both.
 pub async fn pair() -> (NodeHandle, NodeHandle) {
     pair_with(|_| {}).await
 }
 
 pub async fn pair_with(tweak: impl Fn(&mut NodeConfig)) -> (NodeHandle, NodeHandle) {
     let (a, b) = (free_addr(), free_addr());
-    pair_at(a.clone(), b, a, tweak).await
+    pair_at(a.clone(), b.clone(), b, a, tweak).await
 }
 
-/// A primary on `a` and a backup on `b` that reaches the primary at
-/// `primary_seen_from_backup` (the primary's own address, or a proxy's).
+/// A set of node 1 on `a` and node 2 on `b`, where node 1 reaches node 2 at
+/// `b_seen_from_a` and node 2 reaches node 1 at `a_seen_from_b` (their own
+/// addresses, or proxies'). Returns (leader, follower).
 pub async fn pair_at(
     a: String,
     b: String,
-    primary_seen_from_backup: String,
+    b_seen_from_a: String,
+    a_seen_from_b: String,
     tweak: impl Fn(&mut NodeConfig),
 ) -> (NodeHandle, NodeHandle) {
-    let mut ca = node_config(vec![b.clone()]);
-    ca.listen = a;
-    ca.bootstrap = Some(true);
+    let mut ca = node_config(1, vec![(2, b_seen_from_a)]);
+    ca.listen = a.clone();
+    ca.advertise = Some(a_seen_from_b);
     tweak(&mut ca);
-    let mut cb = node_config(vec![primary_seen_from_backup]);
+    let mut cb = node_config(2, vec![(1, a)]);
     cb.listen = b;
-    cb.bootstrap = Some(false);
     tweak(&mut cb);
     let na = Node::start(ca).await.unwrap();
     let nb = Node::start(cb).await.unwrap();
-    wait_until("backup linked", Duration::from_secs(10), || {
-        na.stats().backups.len() == 1
-    })
+    wait_until(
+        "a leader with a caught-up follower",
+        Duration::from_secs(10),
+        || {
+            let (sa, sb) = (na.stats(), nb.stats());
+            sa.leader.is_some()
+                && sa.leader == sb.leader
+                && sa.last_applied == sb.last_applied
+                && sa.last_applied > 0
+        },
+    )
     .await;
-    (na, nb)
+    if na.stats().role == Role::Leader {
+        (na, nb)
+    } else {
+        (nb, na)
+    }
 }
 
 pub fn client_config(nodes: &[String]) -> ClientConfig {
@@ -122,42 +150,54 @@ pub async fn wait_for<F: Future<Output = bool>>(
     }
 }
 
+/// A secret file for node processes (owner-only, as a node expects).
+pub fn secret_file() -> std::path::PathBuf {
+    static FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("session-test-secret-{}", std::process::id()));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, SECRET).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    })
+    .clone()
+}
+
 /// A real `session-node` process on loopback, killed on drop.
 pub struct NodeProcess {
     child: Option<std::process::Child>,
+    pub id: u64,
     pub addr: String,
+    pub data_dir: std::path::PathBuf,
     args: Vec<String>,
     log: std::path::PathBuf,
 }
 
-/// A secret file for node processes.
-pub fn secret_file() -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("session-test-secret-{}", std::process::id()));
-    std::fs::write(&path, SECRET).unwrap();
-    path
-}
-
 impl NodeProcess {
-    /// Starts `session-node serve` on `addr` with `peers`.
-    pub fn spawn(addr: &str, peers: &[String], bootstrap: bool, extra: &[&str]) -> Self {
+    /// Starts `session-node serve` as node `id` on `addr` with voting
+    /// `peers`, on a fresh data directory.
+    pub fn spawn(id: u64, addr: &str, peers: &[(u64, String)], extra: &[&str]) -> Self {
+        let data_dir = data_dir();
         let mut args: Vec<String> = vec![
             "serve".into(),
+            "--id".into(),
+            id.to_string(),
             "--listen".into(),
             addr.into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
             "--secret-file".into(),
             secret_file().display().to_string(),
-            "--bootstrap".into(),
-            bootstrap.to_string(),
             "--heartbeat-ms".into(),
             "50".into(),
-            "--failover-ms".into(),
-            "500".into(),
-            "--sync-timeout-ms".into(),
+            "--election-ms".into(),
+            "300".into(),
+            "--request-timeout-ms".into(),
             "1500".into(),
         ];
-        for p in peers {
+        for (pid, p) in peers {
             args.push("--peer".into());
-            args.push(p.clone());
+            args.push(format!("{pid}={p}"));
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = std::env::temp_dir().join(format!(
@@ -167,7 +207,9 @@ impl NodeProcess {
         ));
         let mut p = Self {
             child: None,
+            id,
             addr: addr.into(),
+            data_dir,
             args,
             log,
         };
@@ -190,6 +232,16 @@ impl NodeProcess {
         self.child = Some(child);
     }
 
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {}", c.id());
+        }
+    }
+
     /// SIGKILL: no shutdown, no goodbye.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -198,9 +250,26 @@ impl NodeProcess {
         }
     }
 
-    /// Starts the process again with the same arguments (and no state).
+    /// SIGSTOP: the process freezes with its sockets open.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// SIGKILL, then start again at once on the same data directory.
     pub fn restart(&mut self) {
         self.kill();
+        self.start();
+    }
+
+    /// SIGKILL, delete the data directory, start again.
+    pub fn restart_wiped(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
         self.start();
     }
 
@@ -212,13 +281,99 @@ impl NodeProcess {
 
 impl Drop for NodeProcess {
     fn drop(&mut self) {
+        self.resume();
         self.kill();
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A set of `n` voting `session-node` processes with ids 1..=n.
+pub struct ProcessSet {
+    pub nodes: Vec<NodeProcess>,
+}
+
+impl ProcessSet {
+    pub fn start(n: usize, extra: &[&str]) -> Self {
+        let addrs: Vec<String> = (0..n).map(|_| free_addr()).collect();
+        let nodes = (0..n)
+            .map(|i| {
+                let peers: Vec<(u64, String)> = (0..n)
+                    .filter(|j| *j != i)
+                    .map(|j| (j as u64 + 1, addrs[j].clone()))
+                    .collect();
+                NodeProcess::spawn(i as u64 + 1, &addrs[i], &peers, extra)
+            })
+            .collect();
+        Self { nodes }
+    }
+
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    /// Waits until one node leads and the others (but `except`) follow
+    /// it, and returns the leader's index.
+    pub async fn wait_leader(&self, except: &[usize], limit: Duration) -> usize {
+        let start = Instant::now();
+        loop {
+            let mut stats = Vec::new();
+            for (i, n) in self.nodes.iter().enumerate() {
+                if !except.contains(&i) {
+                    stats.push((i, node_stats(&n.addr).await));
+                }
+            }
+            let leader = stats.iter().find_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|s| s.role == Role::Leader)
+                    .map(|s| (*i, s.id, s.term))
+            });
+            if let Some((i, id, term)) = leader {
+                if stats.iter().all(|(_, s)| {
+                    s.as_ref()
+                        .is_some_and(|s| s.leader == Some(id) && s.term == term)
+                }) {
+                    return i;
+                }
+            }
+            if start.elapsed() > limit {
+                let logs: Vec<String> = self.nodes.iter().map(|n| n.log()).collect();
+                panic!(
+                    "no leader within {limit:?}: {stats:?}\n{}",
+                    logs.join("\n----\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until every node but `except` applied at least `index`.
+    pub async fn wait_applied(&self, except: &[usize], index: u64, limit: Duration) {
+        let start = Instant::now();
+        'outer: loop {
+            assert!(
+                start.elapsed() < limit,
+                "nodes did not apply {index} within {limit:?}"
+            );
+            for (i, n) in self.nodes.iter().enumerate() {
+                if except.contains(&i) {
+                    continue;
+                }
+                if node_stats(&n.addr)
+                    .await
+                    .is_none_or(|s| s.last_applied < index)
+                {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    continue 'outer;
+                }
+            }
+            return;
+        }
     }
 }
 
 /// One request to a node, as a client; `None` if it is unreachable.
-async fn node_request(
+pub async fn node_request(
     addr: &str,
     request: session_runtime::net::message::Request,
 ) -> Option<session_runtime::net::message::Response> {
@@ -242,7 +397,7 @@ async fn node_request(
 }
 
 /// A node's counters, fetched over the network; `None` if unreachable.
-pub async fn node_stats(addr: &str) -> Option<session_runtime::node::Stats> {
+pub async fn node_stats(addr: &str) -> Option<Stats> {
     use session_runtime::net::message::{Request, Response};
     match node_request(addr, Request::Stats).await? {
         Response::Stats(s) => Some(s),
@@ -250,56 +405,17 @@ pub async fn node_stats(addr: &str) -> Option<session_runtime::node::Stats> {
     }
 }
 
-/// The digest of every session a node holds; `None` if unreachable.
-pub async fn node_digest(addr: &str) -> Option<u64> {
+/// Every session a node holds, `(id, version, encoding)` sorted by id;
+/// `None` if unreachable.
+pub async fn node_dump(addr: &str) -> Option<Vec<(SessionId, u64, Vec<u8>)>> {
     use session_runtime::net::message::{Request, Response};
-    match node_request(addr, Request::Digest).await? {
-        Response::Digest(d) => Some(d),
+    match node_request(addr, Request::Dump).await? {
+        Response::Dump(d) => Some(
+            d.into_iter()
+                .map(|(i, v, t)| (i, v, t.into_vec()))
+                .collect(),
+        ),
         _ => None,
-    }
-}
-
-/// Waits until the node at `addr` is primary with `backups` backups whose
-/// lag is zero, and returns its stats.
-pub async fn wait_primary(
-    addr: &str,
-    backups: usize,
-    limit: Duration,
-) -> session_runtime::node::Stats {
-    wait_role(addr, backups, true, limit).await
-}
-
-/// Waits until the node at `addr` is primary with `backups` backups linked
-/// (whatever their lag, as under load).
-pub async fn wait_linked(
-    addr: &str,
-    backups: usize,
-    limit: Duration,
-) -> session_runtime::node::Stats {
-    wait_role(addr, backups, false, limit).await
-}
-
-async fn wait_role(
-    addr: &str,
-    backups: usize,
-    caught_up: bool,
-    limit: Duration,
-) -> session_runtime::node::Stats {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = node_stats(addr).await {
-            if s.role == session_runtime::net::message::Role::Primary
-                && s.backups.len() == backups
-                && (!caught_up || s.backups.iter().all(|b| b.lag == 0))
-            {
-                return s;
-            }
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{addr} did not become primary with {backups} backups within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -357,16 +357,7 @@ pub fn kind(msg: &Message) -> &'static str {
         Message::Refused { .. } => "Refused",
         Message::Request { .. } => "Request",
         Message::Response { .. } => "Response",
-        Message::Sync { .. } => "Sync",
-        Message::Continue { .. } => "Continue",
-        Message::FullResync { .. } => "FullResync",
-        Message::Snapshot(_) => "Snapshot",
-        Message::SnapshotEnd => "SnapshotEnd",
-        Message::Entry { .. } => "Entry",
-        Message::Ack { .. } => "Ack",
-        Message::Ping { .. } => "Ping",
-        Message::Vote { .. } => "Vote",
-        Message::VoteReply { .. } => "VoteReply",
-        Message::StaleEpoch { .. } => "StaleEpoch",
+        Message::Peer { .. } => "Peer",
+        Message::PeerReply { .. } => "PeerReply",
     }
 }

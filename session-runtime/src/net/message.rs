@@ -13,60 +13,61 @@
 //!      |  <-- Welcome{proof', status}      |   or Refused{reason}, then close
 //!      |                                   |
 //!  client: Request{id, ..} -->  <-- Response{id, ..}   (pipelined by id)
-//!  backup: Sync{epoch, repl_id, offset} -->
-//!          <-- Continue{..} Entry* | FullResync{..} Snapshot* SnapshotEnd Entry*
-//!          <-- Ping{epoch, offset}      Ack{epoch, offset} -->
-//!  candidate: Vote{epoch, ..} -->  <-- VoteReply{epoch, granted}
+//!  node:   Peer{rpc} -->        <-- PeerReply{rpc}     (one at a time)
 //! ```
 //!
-//! Every replication message carries the sender's epoch; a node ignores and
-//! refuses messages from a lower epoch, and steps down when it sees a
-//! higher one.
+//! `rpc` is one of openraft's messages (append entries, vote, a snapshot
+//! chunk) or its answer, encoded by the node's `raft` module: clients never
+//! decode it. Log entries carry an [`Op`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::id::SessionId;
 
 /// Version of this protocol; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
-/// How long a commit waits before it is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Durability {
-    /// Acknowledged once the primary applied it. Lost if the primary dies
-    /// before a backup received it.
-    Async,
-    /// Acknowledged once this many backups applied it. Survives the loss
-    /// of the primary.
-    Sync(u8),
-}
-
-/// What a node is doing.
+/// What a node is doing in its replica set (a Raft group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
-    /// Accepts writes and ships them to backups.
-    Primary,
-    /// Follows a primary.
-    Backup,
-    /// Starting, or between primaries: accepts no writes.
+    /// The leader: the primary, which accepts writes and serves reads.
+    Leader,
+    /// A voting backup.
     Follower,
+    /// A non-voting backup.
+    Learner,
+    /// Standing for election.
+    Candidate,
+    /// Stopping, or stopped after a storage failure.
+    Shutdown,
+}
+
+impl Role {
+    /// The lowercase name used in `session-node stats`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Learner => "learner",
+            Role::Candidate => "candidate",
+            Role::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// A node's view of its replica set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
-    /// This node's address, as configured.
+    /// This node's id.
+    pub id: u64,
+    /// This node's address, as advertised.
     pub node: String,
     /// Its role.
     pub role: Role,
-    /// Its epoch.
-    pub epoch: u64,
-    /// The primary it knows of (itself when primary).
-    pub primary: Option<String>,
-    /// The id of the replication stream it holds.
-    pub repl_id: u64,
-    /// The last offset it holds.
-    pub offset: u64,
+    /// Its Raft term.
+    pub term: u64,
+    /// The leader it knows of: its id and address.
+    pub leader: Option<(u64, String)>,
 }
 
 /// Who is connecting.
@@ -78,10 +79,11 @@ pub enum PeerRole {
         /// Schema fingerprint.
         schema: Option<u64>,
     },
-    /// Another node of the set, by its configured address.
+    /// Another node of the set (or an operator's admin command), by its
+    /// node id.
     Node {
-        /// Its address.
-        addr: String,
+        /// Its id.
+        id: u64,
     },
 }
 
@@ -101,8 +103,8 @@ pub enum Request {
         /// Full encoding (immutable fields included).
         #[serde(with = "serde_bytes")]
         tree: Vec<u8>,
-        /// When to acknowledge.
-        durability: Option<Durability>,
+        /// Random id making a retried create idempotent.
+        commit_id: u64,
     },
     /// Read a session (counts as an access).
     Load {
@@ -124,15 +126,11 @@ pub enum Request {
         /// The delta.
         #[serde(with = "serde_bytes")]
         delta: Vec<u8>,
-        /// When to acknowledge.
-        durability: Option<Durability>,
     },
     /// Delete a session.
     Delete {
         /// Which.
         id: SessionId,
-        /// When to acknowledge.
-        durability: Option<Durability>,
     },
     /// Mark a session as accessed.
     Touch {
@@ -146,6 +144,25 @@ pub enum Request {
     /// A digest of every session the node holds, to compare replicas
     /// (costs a pass over the store; answered by backups too).
     Digest,
+    /// Every session the node holds as `(id, version, encoding)`, sorted by
+    /// id, to compare replicas in full (tests and operators; answered by
+    /// backups too; costs a copy of the store).
+    Dump,
+    /// Admin (node connections only): add a non-voting member.
+    AddLearner {
+        /// Its node id.
+        id: u64,
+        /// Its address.
+        addr: String,
+    },
+    /// Admin (node connections only): make these ids the voters; members
+    /// not listed become learners, or leave when `remove` is set.
+    ChangeVoters {
+        /// The voters.
+        voters: Vec<u64>,
+        /// Whether members that are not voters leave the set.
+        remove: bool,
+    },
 }
 
 /// A node's answer to a [`Request`].
@@ -179,9 +196,11 @@ pub enum Response {
     /// Status.
     Status(Status),
     /// Counters.
-    Stats(crate::node::Stats),
+    Stats(super::stats::Stats),
     /// The digest of the sessions held.
     Digest(u64),
+    /// Every session held, sorted by id.
+    Dump(Vec<(SessionId, u64, serde_bytes::ByteBuf)>),
     /// Refused; nothing changed.
     Error(ErrorReply),
 }
@@ -210,49 +229,68 @@ pub enum ErrorReply {
         /// The request's.
         request: u64,
     },
-    /// This node is not the primary.
-    NotPrimary {
-        /// The primary it knows of.
-        primary: Option<String>,
+    /// This node is not the leader (or lost its leadership while the
+    /// request was pending: a write may still be committed by the next
+    /// leader, so it is retried there with the same commit id).
+    NotLeader {
+        /// The leader it knows of, by address.
+        leader: Option<String>,
     },
-    /// The write was applied on the primary but not acknowledged by enough
-    /// backups in time; it may or may not survive a failover.
-    NotDurable {
-        /// Backups that acknowledged.
-        acked: u8,
-    },
+    /// The replica set cannot serve the request now (no quorum, the node
+    /// is stopping, a storage failure).
+    Unavailable(String),
+    /// Only a node may send this request.
+    Forbidden(String),
     /// A size limit was exceeded.
     TooLarge(String),
     /// The request is malformed (delta or tree does not decode or apply).
     BadRequest(String),
 }
 
-/// One committed change, as replicated.
+/// Which session a replicated commit is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// By its slot: a varint of a few bytes instead of the 16-byte id, on
+    /// the hottest entry of the log. Slots are never reused, and a slot's
+    /// schema never changes, so the leader checked the schema already.
+    Slot(u64),
+    /// By id, with the writer's schema (a session the leader has not
+    /// applied yet, which is rare).
+    Id {
+        /// The session.
+        id: SessionId,
+        /// The writer's schema fingerprint.
+        schema: u64,
+    },
+}
+
+/// One change of the replicated log. Every replica applies it with the
+/// same rules (versions, field-level merge, idempotent commit ids, limits),
+/// so every replica reaches the same state and answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    /// A new session.
+    /// A new session; it takes the next slot.
     Create {
         /// Id.
         id: SessionId,
-        /// The short number commits refer to it by in this stream.
-        slot: u64,
         /// Schema fingerprint.
         schema: u64,
         /// Ids of the fields a delta may patch.
         mutable: Vec<u16>,
-        /// Idle TTL, milliseconds.
+        /// Idle TTL, milliseconds; 0 for the node's default.
         ttl_ms: u64,
         /// Full encoding.
         #[serde(with = "serde_bytes")]
         tree: Vec<u8>,
+        /// The client's id for this create (a retry is recognised).
+        commit_id: u64,
     },
-    /// A delta.
+    /// A delta of the modified attributes, made against `base`.
     Commit {
-        /// The session's slot (see [`Op::Create`]): a varint of a few bytes
-        /// instead of the 16-byte id, on the hottest message of the stream.
-        slot: u64,
-        /// Version after the commit.
-        version: u64,
+        /// The session.
+        target: Target,
+        /// The version the delta was made against.
+        base: u64,
         /// The client's commit id.
         commit_id: u64,
         /// The delta.
@@ -264,11 +302,34 @@ pub enum Op {
         /// Id.
         id: SessionId,
     },
-    /// An expiry decided by the primary.
+    /// An expiry decided by the leader: applies only if the session is
+    /// still at `version` (a commit that came first keeps it alive).
     Expire {
         /// Id.
         id: SessionId,
+        /// The version the leader saw idle.
+        version: u64,
     },
+}
+
+/// What applying an [`Op`] answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// A session was created (or a retried create was recognised).
+    Created,
+    /// A commit was applied (or a retry recognised).
+    Committed {
+        /// The new version.
+        version: u64,
+        /// Fields others changed since the commit's base (a delta).
+        #[serde(with = "serde_bytes")]
+        refresh: Vec<u8>,
+    },
+    /// A delete or an expiry removed the session.
+    Removed,
+    /// Nothing to do (an expiry that a commit overtook, a Raft-internal
+    /// entry).
+    Nothing,
 }
 
 /// One session in a snapshot.
@@ -342,78 +403,16 @@ pub enum Message {
         /// The response.
         response: Response,
     },
-    /// Backup to primary: resume the stream after `offset` of `repl_id`.
-    Sync {
-        /// Sender's epoch.
-        epoch: u64,
-        /// Stream it holds.
-        repl_id: u64,
-        /// Last offset it holds.
-        offset: u64,
+    /// Node to node: one openraft request, encoded by the node.
+    Peer {
+        /// The request.
+        #[serde(with = "serde_bytes")]
+        rpc: Vec<u8>,
     },
-    /// Primary to backup: partial resync; entries after the backup's offset
-    /// follow.
-    Continue {
-        /// Primary's epoch.
-        epoch: u64,
-        /// The stream's id from now on.
-        repl_id: u64,
-    },
-    /// Primary to backup: a snapshot at `offset` follows.
-    FullResync {
-        /// Primary's epoch.
-        epoch: u64,
-        /// The stream's id.
-        repl_id: u64,
-        /// The offset the snapshot is at.
-        offset: u64,
-    },
-    /// Part of a snapshot.
-    Snapshot(Vec<SnapshotEntry>),
-    /// End of a snapshot.
-    SnapshotEnd,
-    /// One change of the stream.
-    Entry {
-        /// Its offset.
-        offset: u64,
-        /// The change.
-        op: Op,
-    },
-    /// Backup to primary: everything up to `offset` is applied.
-    Ack {
-        /// Sender's epoch.
-        epoch: u64,
-        /// Last applied offset.
-        offset: u64,
-    },
-    /// Primary to backup, on idle links: still alive.
-    Ping {
-        /// Primary's epoch.
-        epoch: u64,
-        /// Primary's last offset.
-        offset: u64,
-    },
-    /// A candidate asks for a vote.
-    Vote {
-        /// The epoch it wants to lead.
-        epoch: u64,
-        /// Its stream.
-        repl_id: u64,
-        /// Its last offset.
-        offset: u64,
-        /// Its address.
-        candidate: String,
-    },
-    /// The answer to a vote.
-    VoteReply {
-        /// The voter's epoch after the vote.
-        epoch: u64,
-        /// Whether it voted for the candidate.
-        granted: bool,
-    },
-    /// A node refuses a replication message from a lower epoch.
-    StaleEpoch {
-        /// The refusing node's status.
-        status: Status,
+    /// Node to node: the answer to a [`Message::Peer`].
+    PeerReply {
+        /// The answer.
+        #[serde(with = "serde_bytes")]
+        rpc: Vec<u8>,
     },
 }

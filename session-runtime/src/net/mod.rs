@@ -4,5 +4,7 @@
 pub mod auth;
 pub mod connection;
 pub mod message;
+pub mod stats;
 
 pub use connection::{Connection, NetError};
+pub use stats::Stats;

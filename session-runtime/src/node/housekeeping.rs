@@ -1,61 +1,53 @@
-//! Periodic work: expiring idle sessions, and on a primary, making sure no
-//! peer leads a newer epoch.
+//! Periodic work of the leader: expiring idle sessions.
+//!
+//! Expiry is decided by the leader and replicated as an entry, so every
+//! replica drops the session at the same log index. Last-access times live
+//! on the leader only (reads are not replicated): a node that becomes
+//! leader restarts every session's idle clock.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::future::join_all;
-
 use super::Shared;
-use crate::net::message::{PeerRole, Role};
-use crate::net::Connection;
-use crate::replication::EpochCheck;
+use crate::net::message::Op;
+
+/// Expiries proposed per sweep: a sweep never floods the log.
+const MAX_EXPIRIES_PER_SWEEP: usize = 1024;
 
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut expiry = tokio::time::interval(shared.config.expiry_interval);
-    let mut probe = tokio::time::interval(shared.config.failover_timeout);
+    let mut sweep = tokio::time::interval(shared.config.expiry_interval);
+    let mut was_leader = false;
     loop {
         tokio::select! {
             _ = shared.stopped() => return,
-            _ = expiry.tick() => expire(&shared),
-            _ = probe.tick() => check_peers(&shared).await,
+            _ = sweep.tick() => {}
+        }
+        let leader = shared.is_leader();
+        if leader && !was_leader {
+            shared.replica.lock().store.touch_all(Instant::now());
+        }
+        was_leader = leader;
+        if leader {
+            expire(&shared).await;
         }
     }
 }
 
-/// Expiry is decided by the primary and replicated as a change, so every
-/// copy drops the session at the same offset.
-fn expire(shared: &Shared) {
-    let mut core = shared.core();
-    if core.role != Role::Primary {
-        return;
-    }
-    for id in core.store.expired(Instant::now()) {
-        core.expire(&id);
-    }
-}
-
-/// A primary cut off from its set keeps running until it hears of the newer
-/// epoch; this finds out and steps down.
-async fn check_peers(shared: &Shared) {
-    if shared.core().role != Role::Primary {
-        return;
-    }
-    let cfg = &shared.config;
-    let role = PeerRole::Node {
-        addr: shared.me.clone(),
+async fn expire(shared: &Shared) {
+    let now = Instant::now();
+    let idle: Vec<_> = {
+        let s = shared.replica.lock();
+        s.store
+            .expired(now)
+            .into_iter()
+            .take(MAX_EXPIRIES_PER_SWEEP)
+            .filter_map(|id| s.store.version(&id).map(|v| (id, v)))
+            .collect()
     };
-    let answers =
-        join_all(cfg.peers.iter().map(|p| {
-            Connection::connect(p, &cfg.secret, role.clone(), cfg.max_frame, cfg.io_timeout)
-        }))
-        .await;
-    let mut core = shared.core();
-    for (_, status) in answers.into_iter().flatten() {
-        if core.term.observe(status.epoch) == EpochCheck::Newer && core.role == Role::Primary {
-            let primary = (status.role == Role::Primary).then(|| status.node.clone());
-            core.step_down(primary);
-            shared.role_changed.notify_waiters();
+    for (id, version) in idle {
+        if let Err(e) = shared.raft.client_write(Op::Expire { id, version }).await {
+            tracing::debug!(error = %e, "expiry not committed; the next sweep retries");
+            return;
         }
     }
 }

@@ -1,17 +1,22 @@
 //! The accept loop and the requests of clients and peers.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::{link, Durable, Shared};
+use super::Shared;
+use crate::codec;
 use crate::net::connection::{encode, kind, Writer};
-use crate::net::message::{Durability, ErrorReply, Message, Op, PeerRole, Request, Response, Role};
+use crate::net::message::{Applied, ErrorReply, Message, Op, PeerRole, Request, Response, Target};
 use crate::net::{Connection, NetError};
+use crate::raft::{answer, PeerRpc};
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -31,7 +36,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = handle(&shared, stream).await {
+                    let served = tokio::select! {
+                        r = handle(&shared, stream) => r,
+                        _ = shared.stopped() => Ok(()),
+                    };
+                    if let Err(e) = served {
                         match e {
                             NetError::Closed => {}
                             e => tracing::warn!(%peer, error = %e, "closing connection"),
@@ -50,11 +59,10 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 
 async fn handle(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), NetError> {
     let mut conn = Connection::new(stream, shared.config.max_frame);
-    let status = shared.core().status(&shared.me);
     let role = match conn
         .accept(
             &shared.config.secret,
-            status,
+            shared.status(),
             shared.config.schema,
             shared.config.io_timeout,
         )
@@ -62,26 +70,25 @@ async fn handle(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), NetError>
     {
         Ok(role) => role,
         Err(e) => {
-            shared.core().stats.rejected_connections += 1;
+            shared.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
     };
     let result = match role {
         PeerRole::Client { .. } => serve_client(shared, conn).await,
-        PeerRole::Node { addr } => serve_node(shared, conn, addr).await,
+        PeerRole::Node { id } => serve_node(shared, conn, id).await,
     };
     if matches!(
         result,
         Err(NetError::Decode(_) | NetError::FrameTooLarge { .. } | NetError::Protocol(_))
     ) {
-        shared.core().stats.rejected_connections += 1;
+        shared.rejected.fetch_add(1, Ordering::Relaxed);
     }
     result
 }
 
-/// Serves one application server: requests are read and answered as they
-/// come; `Sync` writes are answered when acknowledged, possibly out of
-/// order (responses carry the request id).
+/// Serves one application server: requests are read as they come and
+/// answered when done, possibly out of order (responses carry the id).
 async fn serve_client(shared: &Arc<Shared>, conn: Connection) -> Result<(), NetError> {
     let (writer, mut reader) = conn.split();
     let (out, rx) = mpsc::channel::<Bytes>(1024);
@@ -96,12 +103,24 @@ async fn serve_client(shared: &Arc<Shared>, conn: Connection) -> Result<(), NetE
         match msg {
             Ok(Some(Message::Request { id, request })) => {
                 unanswered.fetch_add(1, Ordering::Relaxed);
-                if respond(shared, id, request, &out).await.is_err() {
-                    break Ok(());
+                let send = move |response: Response| encode(&Message::Response { id, response });
+                if let Some(response) = local(shared, &request, false) {
+                    if out.send(send(response)).await.is_err() {
+                        break Ok(());
+                    }
+                    continue;
                 }
+                let (shared, out) = (shared.clone(), out.clone());
+                tokio::spawn(async move {
+                    let response = execute(&shared, request).await;
+                    let _ = out.send(send(response)).await;
+                });
             }
             Ok(Some(other)) => {
-                break Err(NetError::Protocol(format!("client sent {}", kind(&other))))
+                break Err(NetError::Protocol(format!(
+                    "a client connection sent {}: node-to-node messages need a node's credentials",
+                    kind(&other)
+                )))
             }
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
@@ -130,10 +149,9 @@ async fn write_loop(
             }
         }
         if unanswered.fetch_sub(taken, Ordering::Relaxed) > taken {
-            // More responses are due (the other writes one acknowledgement
-            // from a backup made durable, the other requests of one read)
-            // and are usually queued a few polls apart: let them, so that
-            // one write carries them all. A lone response is not delayed.
+            // More responses are due and are usually queued a few polls
+            // apart: let them, so that one write carries them all. A lone
+            // response is not delayed.
             tokio::task::yield_now().await;
             while let Ok(frame) = rx.try_recv() {
                 unanswered.fetch_sub(1, Ordering::Relaxed);
@@ -148,210 +166,301 @@ async fn write_loop(
     }
 }
 
-async fn respond(
-    shared: &Arc<Shared>,
-    id: u64,
-    request: Request,
-    out: &mpsc::Sender<Bytes>,
-) -> Result<(), ()> {
-    let send = move |response: Response| encode(&Message::Response { id, response });
-    match execute(shared, request) {
-        (response, None) => out.send(send(response)).await.map_err(|_| ()),
-        (response, Some((offset, token, rx))) => {
-            let shared = shared.clone();
-            let out = out.clone();
-            tokio::spawn(async move {
-                let outcome = tokio::time::timeout(shared.config.sync_timeout, rx).await;
-                let response = match outcome {
-                    Ok(Ok(Ok(()))) => response,
-                    _ => {
-                        let acked = shared.core().give_up(token, offset);
-                        Response::Error(ErrorReply::NotDurable { acked })
-                    }
-                };
-                let _ = out.send(send(response)).await;
-            });
-            Ok(())
+/// Requests answered from this node's own state at once: status, counters,
+/// the comparison of replicas. Admin requests are refused on client
+/// connections. `None`: the request goes to the replica set.
+fn local(shared: &Shared, request: &Request, node: bool) -> Option<Response> {
+    Some(match request {
+        Request::Status => Response::Status(shared.status()),
+        Request::Stats => Response::Stats(shared.stats()),
+        Request::Digest => Response::Digest(shared.replica.lock().store.digest()),
+        Request::Dump => Response::Dump(
+            shared
+                .replica
+                .lock()
+                .store
+                .dump()
+                .into_iter()
+                .map(|(id, v, tree)| (id, v, serde_bytes::ByteBuf::from(tree)))
+                .collect(),
+        ),
+        Request::AddLearner { .. } | Request::ChangeVoters { .. } if !node => {
+            Response::Error(ErrorReply::Forbidden(
+                "membership changes need the cluster secret (a node connection)".into(),
+            ))
         }
+        _ => return None,
+    })
+}
+
+fn not_leader(shared: &Shared) -> Response {
+    Response::Error(ErrorReply::NotLeader {
+        leader: shared.leader().map(|(_, addr)| addr),
+    })
+}
+
+fn forward<E>(e: RaftError<u64, E>, leader: impl FnOnce(&E) -> Option<Option<String>>) -> ErrorReply
+where
+    E: std::error::Error,
+{
+    if let RaftError::APIError(api) = &e {
+        if let Some(leader) = leader(api) {
+            return ErrorReply::NotLeader { leader };
+        }
+    }
+    ErrorReply::Unavailable(e.to_string())
+}
+
+/// Runs a request that needs the replica set, within the node's request
+/// timeout. A write that times out may still be committed later: the
+/// client retries it with the same commit id, which is never applied twice.
+async fn execute(shared: &Arc<Shared>, request: Request) -> Response {
+    let limit = shared.config.request_timeout;
+    match tokio::time::timeout(limit, run(shared, request)).await {
+        Ok(r) => r,
+        Err(_) => Response::Error(ErrorReply::Unavailable(format!(
+            "the replica set did not answer within {limit:?} (a write may still be committed)"
+        ))),
     }
 }
 
-type Pending = (u64, u64, tokio::sync::oneshot::Receiver<super::AckResult>);
-
-/// Runs a request against the core. Returns the response, and for a write
-/// that must wait for backups, what to wait on.
-fn execute(shared: &Shared, request: Request) -> (Response, Option<Pending>) {
+async fn run(shared: &Arc<Shared>, request: Request) -> Response {
     let now = Instant::now();
-    let mut core = shared.core();
-    if let Request::Status = request {
-        return (Response::Status(core.status(&shared.me)), None);
-    }
-    if let Request::Stats = request {
-        return (Response::Stats(core.stats()), None);
-    }
-    if let Request::Digest = request {
-        return (Response::Digest(core.store.digest()), None);
-    }
-    if core.role != Role::Primary {
-        return (Response::Error(core.not_primary()), None);
-    }
-    // A session idle past its TTL is gone whether or not the expiry sweep
-    // ran since (as in MemoryStore and Redis): expire it now, replicated as
-    // the sweep does, or this access would find it and restart its clock.
-    if let Request::Load { id, .. }
-    | Request::Commit { id, .. }
-    | Request::Delete { id, .. }
-    | Request::Touch { id } = &request
-    {
-        if core.store.is_expired(id, now) {
-            core.expire(id);
-        }
-    }
-    let durability = |d: Option<Durability>| {
-        let d = shared.durability(d);
-        match d {
-            Durability::Sync(n) if usize::from(n) > shared.config.peers.len() => {
-                Err(ErrorReply::BadRequest(format!(
-                    "Sync({n}) needs {n} backups; this set has {}",
-                    shared.config.peers.len()
-                )))
-            }
-            d => Ok(d),
-        }
-    };
-    let result = match request {
+    match request {
         Request::Create {
             id,
             schema,
             mutable,
             ttl_ms,
             tree,
-            durability: d,
-        } => durability(d).and_then(|d| {
-            let slot = core
-                .store
-                .create(id, schema, &mutable, ttl_ms, &tree, now)?;
-            let size = tree.len();
-            let offset = core.replicate(
+            commit_id,
+        } => {
+            if !shared.is_leader() {
+                return not_leader(shared);
+            }
+            let max = shared.config.limits.max_session_bytes;
+            if tree.len() > max {
+                return Response::Error(ErrorReply::TooLarge(format!(
+                    "session of {} bytes exceeds the {max}-byte limit",
+                    tree.len()
+                )));
+            }
+            write(
+                shared,
                 Op::Create {
                     id,
-                    slot,
                     schema,
                     mutable,
                     ttl_ms,
                     tree,
+                    commit_id,
                 },
-                size,
-            );
-            Ok((Response::Created { version: 1 }, offset, d))
-        }),
-        Request::Load { id, schema } => core
-            .store
-            .load(&id, schema, now)
-            .map(|(version, tree)| (Response::Loaded { version, tree }, 0, Durability::Async)),
+            )
+            .await
+        }
         Request::Commit {
             id,
             schema,
             base,
             commit_id,
             delta,
-            durability: d,
-        } => durability(d).and_then(|d| {
-            let c = core
-                .store
-                .commit(&id, schema, base, commit_id, &delta, now)?;
-            let offset = if c.replayed {
-                core.log.offset()
-            } else {
-                let size = core.store.session_bytes(&id).unwrap_or(0);
-                core.replicate(
-                    Op::Commit {
-                        slot: c.slot,
-                        version: c.version,
-                        commit_id,
-                        delta,
-                    },
-                    size,
-                )
+        } => {
+            if !shared.is_leader() {
+                return not_leader(shared);
+            }
+            let target = {
+                let s = shared.replica.lock();
+                if s.store.is_expired(&id, now) {
+                    None
+                } else {
+                    Some(match s.store.slot_and_schema(&id) {
+                        Some((slot, held)) if held == schema => Target::Slot(slot),
+                        Some((_, held)) => {
+                            return Response::Error(ErrorReply::SchemaMismatch {
+                                session: held,
+                                request: schema,
+                            })
+                        }
+                        None => Target::Id { id, schema },
+                    })
+                }
             };
-            Ok((
-                Response::Committed {
-                    version: c.version,
-                    refresh: c.refresh,
+            let Some(target) = target else {
+                return expire_now(shared, id).await;
+            };
+            write(
+                shared,
+                Op::Commit {
+                    target,
+                    base,
+                    commit_id,
+                    delta,
                 },
-                offset,
-                d,
-            ))
-        }),
-        Request::Delete { id, durability: d } => durability(d).and_then(|d| {
-            core.store.delete(&id)?;
-            let offset = core.replicate(Op::Delete { id }, 0);
-            Ok((Response::Done, offset, d))
-        }),
-        Request::Touch { id } => core
-            .store
-            .touch(&id, now)
-            .map(|()| (Response::Done, 0, Durability::Async)),
-        // Answered before the role check; kept here so the match is total.
-        Request::Status | Request::Stats | Request::Digest => Err(ErrorReply::BadRequest(
-            "status requests are answered above".into(),
-        )),
-    };
-    match result {
-        Err(e) => (Response::Error(e), None),
-        Ok((response, offset, d)) => match core.durable(offset, d) {
-            Durable::Now => (response, None),
-            Durable::Wait { token, rx } => (response, Some((offset, token, rx))),
-        },
+            )
+            .await
+        }
+        Request::Delete { id } => {
+            if !shared.is_leader() {
+                return not_leader(shared);
+            }
+            write(shared, Op::Delete { id }).await
+        }
+        Request::Load { id, schema } => {
+            if let Err(e) = read_barrier(shared).await {
+                return Response::Error(e);
+            }
+            let loaded = {
+                let mut s = shared.replica.lock();
+                if s.store.is_expired(&id, now) {
+                    None
+                } else {
+                    Some(s.store.load(&id, schema, now))
+                }
+            };
+            match loaded {
+                None => expire_now(shared, id).await,
+                Some(Ok((version, tree))) => Response::Loaded { version, tree },
+                Some(Err(e)) => Response::Error(e),
+            }
+        }
+        Request::Touch { id } => {
+            if let Err(e) = read_barrier(shared).await {
+                return Response::Error(e);
+            }
+            let touched = {
+                let mut s = shared.replica.lock();
+                if s.store.is_expired(&id, now) {
+                    None
+                } else {
+                    Some(s.store.touch(&id, now))
+                }
+            };
+            match touched {
+                None => expire_now(shared, id).await,
+                Some(Ok(())) => Response::Done,
+                Some(Err(e)) => Response::Error(e),
+            }
+        }
+        Request::AddLearner { id, addr } => {
+            match shared
+                .raft
+                .add_learner(id, BasicNode::new(addr), false)
+                .await
+            {
+                Ok(_) => Response::Done,
+                Err(e) => Response::Error(forward(e, write_leader)),
+            }
+        }
+        Request::ChangeVoters { voters, remove } => {
+            let voters: BTreeSet<u64> = voters.into_iter().collect();
+            match shared
+                .raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(voters), !remove)
+                .await
+            {
+                Ok(_) => Response::Done,
+                Err(e) => Response::Error(forward(e, write_leader)),
+            }
+        }
+        // Answered by `local`.
+        Request::Status | Request::Stats | Request::Digest | Request::Dump => {
+            local(shared, &Request::Status, true).unwrap_or(Response::Done)
+        }
     }
 }
 
-/// Serves another node: a backup linking up, or a candidate asking for a
-/// vote.
-async fn serve_node(
-    shared: &Arc<Shared>,
-    mut conn: Connection,
-    addr: String,
-) -> Result<(), NetError> {
-    let Some(first) = conn.read().await? else {
-        return Ok(());
-    };
-    match first {
-        Message::Sync {
-            epoch,
-            repl_id,
-            offset,
-        } => link::serve_backup(shared, conn, addr, epoch, repl_id, offset).await,
-        Message::Vote {
-            epoch,
-            repl_id: _,
-            offset,
-            candidate,
-        } => {
-            let (granted, epoch_now) = {
-                let mut core = shared.core();
-                let alive = core.primary_alive(shared.config.failover_timeout);
-                let up_to_date = offset >= core.log.offset();
-                let granted = core.term.vote(epoch, &candidate, up_to_date, alive);
-                if granted {
-                    // Give the candidate time to win before standing ourselves.
-                    core.last_contact = Instant::now();
-                    if core.role == Role::Backup {
-                        core.role = Role::Follower;
-                    }
-                }
-                (granted, core.term.epoch())
-            };
-            tracing::info!(%candidate, epoch, granted, "vote");
-            conn.send(&Message::VoteReply {
-                epoch: epoch_now,
-                granted,
-            })
-            .await
+fn write_leader(e: &ClientWriteError<u64, BasicNode>) -> Option<Option<String>> {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => {
+            Some(f.leader_node.as_ref().map(|n| n.addr.clone()))
         }
-        other => Err(NetError::Protocol(format!(
-            "node {addr} sent {}",
-            kind(&other)
-        ))),
+        ClientWriteError::ChangeMembershipError(_) => None,
+    }
+}
+
+/// Proposes an op and answers with what applying it gave.
+async fn write(shared: &Shared, op: Op) -> Response {
+    match shared.raft.client_write(op).await {
+        Ok(r) => match r.data {
+            Ok(Applied::Created) => Response::Created { version: 1 },
+            Ok(Applied::Committed { version, refresh }) => Response::Committed { version, refresh },
+            Ok(Applied::Removed | Applied::Nothing) => Response::Done,
+            Err(e) => Response::Error(e),
+        },
+        Err(e) => Response::Error(forward(e, write_leader)),
+    }
+}
+
+/// A session idle past its TTL is gone whether or not the sweep ran: the
+/// leader expires it now (replicated, as the sweep does) and answers
+/// `NotFound`.
+async fn expire_now(shared: &Shared, id: crate::SessionId) -> Response {
+    let version = shared.replica.lock().store.version(&id);
+    if let Some(version) = version {
+        if let Response::Error(e @ (ErrorReply::NotLeader { .. } | ErrorReply::Unavailable(_))) =
+            write(shared, Op::Expire { id, version }).await
+        {
+            return Response::Error(e);
+        }
+    }
+    Response::Error(ErrorReply::NotFound)
+}
+
+/// Waits until this node is a leader that confirmed its leadership with a
+/// quorum and applied everything committed before: what it reads next is
+/// linearizable.
+async fn read_barrier(shared: &Shared) -> Result<(), ErrorReply> {
+    if !shared.is_leader() {
+        return Err(ErrorReply::NotLeader {
+            leader: shared.leader().map(|(_, a)| a),
+        });
+    }
+    shared
+        .raft
+        .ensure_linearizable()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            forward(e, |e| match e {
+                CheckIsLeaderError::ForwardToLeader(f) => {
+                    Some(f.leader_node.as_ref().map(|n| n.addr.clone()))
+                }
+                CheckIsLeaderError::QuorumNotEnough(_) => None,
+            })
+        })
+}
+
+/// Serves another member (openraft's RPCs, one at a time) or an operator's
+/// admin command.
+async fn serve_node(shared: &Arc<Shared>, mut conn: Connection, peer: u64) -> Result<(), NetError> {
+    loop {
+        let msg = tokio::select! {
+            _ = shared.stopped() => return Ok(()),
+            m = conn.read() => m?,
+        };
+        match msg {
+            None => return Ok(()),
+            Some(Message::Peer { rpc }) => {
+                let rpc: PeerRpc = codec::decode(&rpc)?;
+                let reply = answer(&shared.raft, rpc).await;
+                conn.send(&Message::PeerReply {
+                    rpc: codec::encode(&reply),
+                })
+                .await?;
+            }
+            Some(Message::Request { id, request }) => {
+                let response = match local(shared, &request, true) {
+                    Some(r) => r,
+                    None => execute(shared, request).await,
+                };
+                conn.send(&Message::Response { id, response }).await?;
+            }
+            Some(other) => {
+                return Err(NetError::Protocol(format!(
+                    "node {peer} sent {}",
+                    kind(&other)
+                )))
+            }
+        }
     }
 }
