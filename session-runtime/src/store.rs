@@ -810,73 +810,136 @@ mod tests {
     }
 
     #[test]
-    fn idle_sessions_expire_and_replicated_ops_reproduce_the_primary() {
-        let (mut primary, id, now) = store_with_one();
-        let mut backup = Store::new(Limits::default(), Duration::from_secs(60));
-        for e in primary.snapshot() {
-            backup.restore(e, now).expect("snapshot entry restores");
-        }
-        let c = primary
-            .commit(&id, 7, 1, 5, &set(2, 4), now)
-            .expect("applies");
-        backup
-            .apply_op(
-                &Op::Commit {
-                    slot: c.slot,
-                    version: c.version,
-                    commit_id: 5,
-                    delta: set(2, 4),
-                },
-                now,
-            )
-            .expect("replicated op applies");
-        assert_eq!(primary.peek(&id), backup.peek(&id));
-        assert!(backup
-            .apply_op(
-                &Op::Commit {
-                    slot: c.slot,
-                    version: 9,
-                    commit_id: 6,
-                    delta: set(2, 4)
-                },
-                now
-            )
-            .is_err());
-        assert!(
-            backup
-                .apply_op(
-                    &Op::Commit {
-                        slot: c.slot + 1,
-                        version: 3,
-                        commit_id: 7,
-                        delta: set(2, 4)
-                    },
-                    now
-                )
-                .is_err(),
-            "unknown slot"
+    fn replicas_applying_the_same_log_agree_in_every_answer_and_byte() {
+        let now = Instant::now();
+        let (mut a, mut b) = (
+            Store::new(Limits::default(), Duration::from_secs(60)),
+            Store::new(Limits::default(), Duration::from_secs(60)),
         );
-        // A new session takes a new slot, on the primary and, replicated, on the backup.
-        let other = SessionId::random();
-        let slot = primary
-            .create(other, 7, &[1, 2], 0, &tree(0, 0), now)
-            .expect("fresh id");
-        assert_ne!(slot, c.slot);
-        backup
-            .apply_op(
-                &Op::Create {
-                    id: other,
-                    slot,
-                    schema: 7,
-                    mutable: vec![1, 2],
-                    ttl_ms: 0,
-                    tree: tree(0, 0),
-                },
-                now,
-            )
-            .expect("replicated create applies");
-        assert_eq!(backup.slot(&other), Some(slot));
-        assert!(primary.expired(now + Duration::from_secs(61)).contains(&id));
-        assert!(primary.expired(now + Duration::from_secs(59)).is_empty());
+        let (id, other) = (SessionId::random(), SessionId::random());
+        let create = |id, commit_id| Op::Create {
+            id,
+            schema: 7,
+            mutable: vec![1, 2],
+            ttl_ms: 0,
+            tree: tree(0, 0),
+            commit_id,
+        };
+        let commit = |target, base, commit_id, delta| Op::Commit {
+            target,
+            base,
+            commit_id,
+            delta,
+        };
+        let log: Vec<(Op, Result<Applied, ErrorReply>)> = vec![
+            (create(id, 5), Ok(Applied::Created)),
+            // A retried create is recognised; another create of the id is not.
+            (create(id, 5), Ok(Applied::Created)),
+            (create(id, 6), Err(ErrorReply::AlreadyExists)),
+            (
+                commit(Target::Slot(0), 1, 11, set(1, 5)),
+                Ok(Applied::Committed {
+                    version: 2,
+                    refresh: Vec::new(),
+                }),
+            ),
+            (
+                commit(Target::Id { id, schema: 7 }, 1, 12, set(2, 6)),
+                Ok(Applied::Committed {
+                    version: 3,
+                    refresh: Delta::from_fields(vec![(1, Patch::Set(Value::Leaf(vec![5])))])
+                        .to_bytes(),
+                }),
+            ),
+            // Field 1 changed at version 2: a base of 1 conflicts, a base
+            // of 2 (the version that changed it) merges.
+            (
+                commit(Target::Slot(0), 1, 13, set(1, 8)),
+                Err(ErrorReply::Conflict { current: 3 }),
+            ),
+            (
+                commit(Target::Slot(0), 2, 14, set(1, 8)),
+                Ok(Applied::Committed {
+                    version: 4,
+                    refresh: set(2, 6),
+                }),
+            ),
+            (
+                commit(Target::Slot(9), 1, 15, set(1, 1)),
+                Err(ErrorReply::NotFound),
+            ),
+            (
+                commit(Target::Id { id, schema: 8 }, 4, 16, set(1, 1)),
+                Err(ErrorReply::SchemaMismatch {
+                    session: 7,
+                    request: 8,
+                }),
+            ),
+            (
+                commit(Target::Slot(0), 9, 17, set(1, 1)),
+                Err(ErrorReply::UnknownVersion { current: 4 }),
+            ),
+            (create(other, 0), Ok(Applied::Created)),
+            // An expiry the leader decided at version 3 is overtaken by the
+            // commit that made version 4; at version 4 it applies.
+            (Op::Expire { id, version: 3 }, Ok(Applied::Nothing)),
+            (Op::Expire { id, version: 4 }, Ok(Applied::Removed)),
+            (Op::Delete { id }, Err(ErrorReply::NotFound)),
+            (Op::Delete { id: other }, Ok(Applied::Removed)),
+        ];
+        for (i, (op, expected)) in log.iter().enumerate() {
+            let (ra, rb) = (a.apply_op(op, now), b.apply_op(op, now));
+            assert_eq!(&ra, expected, "entry {i}: {op:?}");
+            assert_eq!(ra, rb, "entry {i}");
+            assert_eq!(a.dump(), b.dump(), "entry {i}");
+        }
+        assert!(a.is_empty());
+        // Slots of deleted sessions are never reused.
+        assert_eq!(a.next_slot(), 2);
+        let third = SessionId::random();
+        a.apply_op(&create(third, 0), now).expect("creates");
+        assert_eq!(a.slot(&third), Some(2));
+    }
+
+    #[test]
+    fn a_snapshot_view_restores_to_the_same_store_while_writes_go_on() {
+        let (mut s, id, now) = store_with_one();
+        s.commit(&id, 7, 1, 3, &set(1, 4), now).expect("applies");
+        let view = s.view();
+        let before = s.dump();
+        // Writes after the view do not change it.
+        s.commit(&id, 7, 2, 4, &set(2, 9), now).expect("applies");
+        let mut copy = Store::new(Limits::default(), Duration::from_secs(60));
+        for e in view.entries() {
+            copy.restore(e, now).expect("restores");
+        }
+        copy.set_next_slot(view.next_slot());
+        assert_eq!(copy.dump(), before);
+        assert_ne!(copy.dump(), s.dump());
+        // Recent commit ids travel with the snapshot: a retry is recognised.
+        let replay = copy.commit(&id, 7, 1, 3, &set(1, 4), now).expect("replays");
+        assert!(replay.replayed);
+    }
+
+    #[test]
+    fn sessions_expire_strictly_after_their_ttl() {
+        let (s, id, now) = store_with_one();
+        let ttl = Duration::from_secs(60);
+        assert!(s.expired(now + ttl).is_empty(), "idle exactly the TTL");
+        assert!(!s.is_expired(&id, now + ttl));
+        assert_eq!(s.expired(now + ttl + Duration::from_millis(1)), vec![id]);
+        assert!(s.is_expired(&id, now + ttl + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn the_digest_and_dump_tell_different_stores_apart() {
+        let (mut a, id, now) = store_with_one();
+        let mut b = a.clone();
+        assert_eq!((a.digest(), a.dump()), (b.digest(), b.dump()));
+        a.commit(&id, 7, 1, 3, &set(1, 4), now).expect("applies");
+        assert_ne!(a.digest(), b.digest());
+        assert_ne!(a.dump(), b.dump());
+        b.commit(&id, 7, 1, 3, &set(1, 4), now).expect("applies");
+        assert_eq!((a.digest(), a.dump()), (b.digest(), b.dump()));
     }
 }

@@ -186,7 +186,7 @@ struct Serve {
 }
 
 fn parse_fsync(s: &str) -> Result<Fsync, String> {
-    s.parse()
+    s.parse().map_err(|e: session_runtime::raft::ParseFsyncError| e.to_string())
 }
 
 fn main() -> anyhow::Result<()> {

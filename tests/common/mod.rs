@@ -283,7 +283,9 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.resume();
         self.kill();
-        let _ = std::fs::remove_file(&self.log);
+        if std::env::var_os("KEEP_NODE_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.log);
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

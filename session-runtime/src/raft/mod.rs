@@ -30,7 +30,7 @@ mod state_machine;
 
 use serde::{Deserialize, Serialize};
 
-pub use log_store::{Fsync, LogStats};
+pub use log_store::{Fsync, LogStats, ParseFsyncError};
 /// The durable log of a node.
 pub type LogStore = log_store::LogStore<TypeConfig>;
 pub use network::{Network, NetworkCounters};
