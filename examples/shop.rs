@@ -1,6 +1,6 @@
 //! A small server-rendered shop whose sessions live in a replicated store:
-//! two store nodes (a primary and its backup) and two application servers
-//! that share them, all on loopback.
+//! three store nodes (one replica set: a leader and two followers) and two
+//! application servers that share them, all on loopback.
 //!
 //! ```text
 //! cargo run --example shop
@@ -10,15 +10,19 @@
 //! one application server, fill the cart, and open the same page on the
 //! other: the browser sends the same cookie to both (cookies are scoped by
 //! host, not by port), and both load the session from the store. `/stats`
-//! shows what replication shipped.
+//! shows which node leads and what replication shipped.
 //!
 //! The binary has three roles, chosen by subcommand:
 //!
 //! - `shop` (no subcommand): the launcher. Generates a random cluster secret,
-//!   starts two `shop node` and two `shop app` processes (itself, re-run),
-//!   and stops them all on Ctrl-C, on SIGTERM, or when any of them exits;
-//! - `shop node --listen A --peer B --bootstrap true|false`: a store node;
-//! - `shop app --listen P --node A --node B`: an application server.
+//!   makes a data directory per store node (under a fresh temporary folder,
+//!   removed on exit, unless `--data-dir` names one), starts three
+//!   `shop node` and two `shop app` processes (itself, re-run), and stops
+//!   them all on Ctrl-C, on SIGTERM, or when any of them exits;
+//! - `shop node --id N --listen A --data-dir D --peer ID=ADDR ...`: a store
+//!   node (the `--peer`s are the other members of the set);
+//! - `shop app --listen P --node A --node B --node C`: an application
+//!   server.
 //!
 //! Nodes and application servers read the cluster secret from the
 //! `SHOP_CLUSTER_SECRET` environment variable, so that one store node can be
@@ -27,7 +31,7 @@
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,7 +42,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use session_runtime::net::auth;
 use session_runtime::net::message::Role;
@@ -235,35 +239,62 @@ enum Command {
 /// Where the launcher puts everything.
 #[derive(Args, Debug)]
 struct Launch {
-    /// The store node that starts as primary.
+    /// Store node 1 (the lowest id: it initialises the replica set).
     #[arg(long, default_value = "127.0.0.1:7101")]
-    node_a: String,
-    /// The store node that starts as its backup.
+    node_1: String,
+    /// Store node 2.
     #[arg(long, default_value = "127.0.0.1:7102")]
-    node_b: String,
+    node_2: String,
+    /// Store node 3.
+    #[arg(long, default_value = "127.0.0.1:7103")]
+    node_3: String,
     /// The first application server.
     #[arg(long, default_value = "127.0.0.1:3001")]
     app_a: String,
     /// The second application server.
     #[arg(long, default_value = "127.0.0.1:3002")]
     app_b: String,
+    /// Where the store nodes keep their data, one directory per node
+    /// (created if missing, kept on exit; the set remembers its members'
+    /// addresses, so a later run on it must give the same ones). Default: a
+    /// fresh folder in the system's temporary directory, removed on exit.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
 struct NodeArgs {
+    /// This node's id in the replica set (unique in the set; the node with
+    /// the lowest id initialises a new set).
+    #[arg(long)]
+    id: u64,
     /// Address to listen on.
     #[arg(long)]
     listen: String,
-    /// The other member of the replica set (repeat for more).
-    #[arg(long = "peer", value_name = "ADDR")]
-    peers: Vec<String>,
-    /// Whether this node may become primary at start-up.
-    #[arg(long, action = ArgAction::Set, default_value_t = false)]
-    bootstrap: bool,
+    /// Directory of its Raft log, vote and snapshots (created if missing).
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Another member of the replica set, as ID=ADDR (repeat for each).
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
     /// Exit when standard input reaches end of file (the launcher and the
     /// browser test hold it open, so their children do not outlive them).
     #[arg(long, hide = true)]
     exit_with_parent: bool,
+}
+
+/// `ID=ADDR`.
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=ADDR, got {s:?}"))?;
+    let id = id
+        .parse()
+        .map_err(|e| format!("node id {id:?} is not a number: {e}"))?;
+    if addr.is_empty() {
+        return Err(format!("no address for node {id}"));
+    }
+    Ok((id, addr.to_string()))
 }
 
 #[derive(Args, Debug)]
@@ -282,7 +313,9 @@ struct AppArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // openraft narrates every election at info level.
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -348,16 +381,28 @@ async fn stop_signal(exit_with_parent: bool) {
 // ---------------------------------------------------------------------------
 
 async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let mut config = NodeConfig::new(args.listen.clone(), cluster_secret()?).peers(args.peers);
-    config.bootstrap = Some(args.bootstrap);
-    // Short timeouts, so that a killed primary is replaced within about a
-    // second (fine on loopback; a real network wants more slack).
+    let mut config = NodeConfig::new(
+        args.id,
+        args.listen.clone(),
+        args.data_dir.clone(),
+        cluster_secret()?,
+    )
+    .peers(args.peers);
+    // Short timeouts, so that a killed leader is replaced within about a
+    // second (fine on loopback; a real network wants more slack). Log
+    // entries reach the OS before a node acknowledges them and are fsync'd
+    // about once a second (the default): a killed process loses nothing.
     config.heartbeat = Duration::from_millis(100);
-    config.failover_timeout = Duration::from_millis(1000);
-    let node = Node::start(config)
-        .await
-        .with_context(|| format!("starting a store node on {}", args.listen))?;
-    println!("shop: store node listening on {}", node.addr());
+    config.election_timeout = Duration::from_millis(500);
+    let node = Node::start(config).await.with_context(|| {
+        format!(
+            "starting store node {} on {} with data in {}",
+            args.id,
+            args.listen,
+            args.data_dir.display()
+        )
+    })?;
+    println!("shop: store node {} listening on {}", args.id, node.addr());
     stop_signal(args.exit_with_parent).await;
     node.shutdown().await;
     Ok(())
@@ -378,13 +423,15 @@ type AppState = Arc<App>;
 
 async fn run_app(args: AppArgs) -> anyhow::Result<()> {
     let secret = cluster_secret()?;
-    // Writes use the nodes' default durability, which for a set with a
-    // backup is `Sync(1)`: a change is acknowledged (and the page redirects)
-    // only once the backup holds it, so nothing a shopper saw survives only
-    // on the primary. The flip side: with the backup gone, writes fail (503,
-    // after the failover timeout) until it is back, while pages that only
-    // read (cart, preferences, stats; only the catalogue counts visits) keep
-    // working. A call retries across a failover for up to 5 s.
+    // A change is acknowledged (and the page redirects) only once a majority
+    // of the set, two of the three nodes, holds it in its log, so nothing a
+    // shopper saw is lost when any one node fails: the other two elect a
+    // leader among themselves and go on. With two nodes gone there is no
+    // majority, and every page fails (503, after the failover timeout) until
+    // one is back: the leader confirms its leadership before it answers a
+    // read, too. A call retries across an election for up to 5 s; a write
+    // whose answer was lost in one is reported as uncertain (a 503 as well:
+    // it may still be committed, and reloading the page tells).
     let mut config = ClientConfig::new(args.nodes.clone(), secret.clone());
     config.failover_timeout = Duration::from_secs(5);
     let client = Client::connect(config)
@@ -799,9 +846,9 @@ async fn stats_page(State(app): State<AppState>, mut session: TrackedSession<Sho
 <tr><th>One cart change, as a delta</th><td>{cart_delta} bytes</td></tr>
 </table><p class="muted small">A commit ships the changed fields only (a visit: the counter; a cart change: {cart_change}), not the whole session.</p></div>"#
     );
-    // The counters of the primary this application server talks to (one
+    // The counters of the leader this application server talks to (one
     // replica set here).
-    let primary = match app.client.stats().await {
+    let leader = match app.client.stats().await {
         Ok(sets) => {
             let first = sets.into_iter().next();
             if first.is_none() {
@@ -818,69 +865,103 @@ async fn stats_page(State(app): State<AppState>, mut session: TrackedSession<Sho
             None
         }
     };
-    if let Some(s) = primary {
-        let lag = s
-            .backups
+    if let Some(s) = leader {
+        // The node the client took for the leader answered; right after an
+        // election it may be one that has just lost the lead.
+        let leader = if s.role == Role::Leader {
+            format!(
+                r#"node <span id="leader-id">{}</span> at <b id="leader">{}</b>"#,
+                s.id,
+                esc(&s.node)
+            )
+        } else {
+            format!(
+                "{} (asked node {} at {}, a {})",
+                s.leader
+                    .map_or_else(|| "none yet".to_string(), |l| format!("node {l}")),
+                s.id,
+                esc(&s.node),
+                s.role.name()
+            )
+        };
+        // Roles as that node's membership has them: a member that is down
+        // stays a voter (shown as follower) until it is removed from the set.
+        let members = s
+            .voters
             .iter()
-            .map(|b| b.lag.to_string())
+            .map(|&v| {
+                let role = if v == s.id {
+                    s.role
+                } else if Some(v) == s.leader {
+                    Role::Leader
+                } else {
+                    Role::Follower
+                };
+                (v, role)
+            })
+            .chain(s.learners.iter().map(|&l| {
+                let role = if l == s.id { s.role } else { Role::Learner };
+                (l, role)
+            }))
+            .map(|(id, role)| {
+                format!(
+                    r#"<span class="member" data-id="{id}" data-role="{role}">node {id}: {role}</span>"#,
+                    role = role.name()
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let _ = write!(
             body,
-            r#"<div class="card"><h2>Primary store node</h2><table class="kv">
-<tr><th>Primary</th><td id="primary">{node}</td></tr>
-<tr><th>Role / epoch</th><td id="role">{role} / epoch {epoch}</td></tr>
-<tr><th>Backups linked</th><td id="backups">{backups}{lag}</td></tr>
-<tr><th>Sessions held</th><td>{sessions} ({session_bytes} bytes)</td></tr>
-</table></div></div>"#,
-            node = esc(&s.node),
-            role = role_name(s.role),
-            epoch = s.epoch,
-            backups = s.backups.len(),
-            lag = if lag.is_empty() {
-                String::new()
-            } else {
-                format!(" (behind by {lag} changes)")
-            },
+            r#"<div class="card"><h2>Replica set</h2><table class="kv">
+<tr><th>Leader</th><td>{leader}</td></tr>
+<tr><th>Term</th><td id="term">{term}</td></tr>
+<tr><th>Members</th><td id="members">{members}</td></tr>
+<tr><th>Sessions held</th><td id="sessions">{sessions} ({session_bytes} bytes)</td></tr>
+</table><p class="muted small">Roles as the set's membership has them: a node that is down stays listed (as a follower) until it is removed from the set.</p></div></div>"#,
+            term = s.term,
             sessions = s.sessions,
             session_bytes = s.session_bytes,
         );
-        let widest = s.bytes_shipped.max(s.full_state_bytes).max(1) as f64;
-        let bar = |v: u64| 100.0 * v as f64 / widest;
-        let verdict = if s.full_state_bytes == 0 {
-            "Nothing shipped yet: this node has had no backup to ship to while primary.".to_string()
-        } else {
-            format!(
-                "Deltas cost <b>{:.1}%</b> of what shipping each changed session whole would have. \
-                 Every entry also carries a few bytes of framing (offset, session slot, version), \
-                 so the larger the session, the more a delta saves.",
-                100.0 * s.bytes_shipped as f64 / s.full_state_bytes as f64
-            )
+        let per_entry = s.bytes_shipped.checked_div(s.entries_shipped);
+        let per_session = s.session_bytes.checked_div(s.sessions);
+        let widest = per_entry.unwrap_or(0).max(per_session.unwrap_or(0)).max(1) as f64;
+        let bar = |v: Option<u64>| 100.0 * v.unwrap_or(0) as f64 / widest;
+        let bytes = |v: Option<u64>| v.map_or_else(|| "–".to_string(), |v| format!("{v} B"));
+        // Each entry carries one operation: a commit its delta, a create
+        // the new session whole.
+        const WHAT: &str = "Each entry carries only the fields its commit changed, not the \
+                            whole session, plus a fixed overhead (which session and version, \
+                            the commit's id, Raft's term and index), so the larger the session, \
+                            the more an entry saves";
+        let verdict = match (per_entry, per_session) {
+            (None, _) => "Nothing shipped yet: this node has sent no log entries to another \
+                          member since it started."
+                .to_string(),
+            (Some(_), None) => format!("{WHAT}."),
+            (Some(e), Some(p)) => format!(
+                "{WHAT}: here an entry averages <b>{:.0}%</b> of the size of a session.",
+                100.0 * e as f64 / p.max(1) as f64
+            ),
         };
         let _ = write!(
             body,
-            r#"<div class="card"><h2>Shipped to backups by this primary</h2>
-<p class="muted small">All sessions, since the node started: {deltas} changes.</p>
+            r#"<div class="card"><h2>Shipped to the other members by node {id}</h2>
+<p class="muted small">All sessions, since the node started (an entry counts once per member it went to): <b id="entries-shipped">{entries}</b> log entries in <b id="bytes-shipped">{shipped}</b> bytes.</p>
 <div class="bars">
-<div class="barrow"><span>as deltas</span><div class="track"><div class="fill delta" style="width:{bd:.1}%"></div></div><b id="bytes-shipped">{shipped} B</b></div>
-<div class="barrow"><span>full state</span><div class="track"><div class="fill full" style="width:{bf:.1}%"></div></div><b id="full-state-bytes">{full_state} B</b></div>
+<div class="barrow"><span>per entry</span><div class="track"><div class="fill delta" style="width:{be:.1}%"></div></div><b id="bytes-per-entry">{per_entry}</b></div>
+<div class="barrow"><span>per session</span><div class="track"><div class="fill full" style="width:{bs:.1}%"></div></div><b id="bytes-per-session">{per_session}</b></div>
 </div><p>{verdict}</p></div>"#,
-            deltas = s.deltas_shipped,
-            bd = bar(s.bytes_shipped),
-            bf = bar(s.full_state_bytes),
+            id = s.id,
+            entries = s.entries_shipped,
             shipped = s.bytes_shipped,
-            full_state = s.full_state_bytes,
+            be = bar(per_entry),
+            bs = bar(per_session),
+            per_entry = bytes(per_entry),
+            per_session = bytes(per_session),
         );
     }
     Ok(layout(&app, Some(shop), "/stats", "Stats", &body))
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Primary => "primary",
-        Role::Backup => "backup",
-        Role::Follower => "follower",
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1078,31 +1159,62 @@ fn accepts(addr: &str) -> bool {
         .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok())
 }
 
+/// The launcher's data folder when it made one itself: removed on drop
+/// (after the children, which are declared after it, are stopped).
+#[derive(Debug)]
+struct TempData(PathBuf);
+
+impl Drop for TempData {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 async fn launch(args: Launch) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding this executable")?;
     // A fresh cluster secret per run, handed to the children only.
     let secret = hex(&auth::nonce());
-    let (a, b) = (args.node_a.as_str(), args.node_b.as_str());
+    let (data, _temp) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = std::env::temp_dir().join(format!("shop-{}", std::process::id()));
+            // A leftover of an earlier run with the same pid is not ours.
+            let _ = std::fs::remove_dir_all(&dir);
+            (dir.clone(), Some(TempData(dir)))
+        }
+    };
+    let nodes = [
+        (1u64, args.node_1.as_str()),
+        (2, args.node_2.as_str()),
+        (3, args.node_3.as_str()),
+    ];
     let mut children = Children::default();
-    children.spawn(
-        &exe,
-        "store node A",
-        &secret,
-        &["node", "--listen", a, "--peer", b, "--bootstrap", "true"],
-    )?;
-    children.spawn(
-        &exe,
-        "store node B",
-        &secret,
-        &["node", "--listen", b, "--peer", a, "--bootstrap", "false"],
-    )?;
+    for (id, addr) in nodes {
+        let dir = data.join(format!("node-{id}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let mut node_args = vec![
+            "node".to_string(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr.into(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+        ];
+        for (peer, peer_addr) in nodes.iter().filter(|(p, _)| *p != id) {
+            node_args.push("--peer".into());
+            node_args.push(format!("{peer}={peer_addr}"));
+        }
+        let node_args: Vec<&str> = node_args.iter().map(String::as_str).collect();
+        children.spawn(&exe, &format!("store node {id}"), &secret, &node_args)?;
+    }
     for (name, app) in [("app server A", &args.app_a), ("app server B", &args.app_b)] {
-        children.spawn(
-            &exe,
-            name,
-            &secret,
-            &["app", "--listen", app, "--node", a, "--node", b],
-        )?;
+        let mut app_args = vec!["app", "--listen", app];
+        for (_, addr) in nodes {
+            app_args.extend(["--node", addr]);
+        }
+        children.spawn(&exe, name, &secret, &app_args)?;
     }
 
     // Ready when both application servers accept connections (they connect
@@ -1118,7 +1230,11 @@ async fn launch(args: Launch) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!();
-    println!("shop: store nodes   {a} (primary), {b} (backup)");
+    println!(
+        "shop: store nodes   1 on {}, 2 on {}, 3 on {} (any of them may lead)",
+        args.node_1, args.node_2, args.node_3
+    );
+    println!("shop: data in       {}", data.display());
     println!(
         "shop: open          http://{}/  or  http://{}/",
         args.app_a, args.app_b

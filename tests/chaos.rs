@@ -139,6 +139,16 @@ async fn acknowledged_commits_survive_repeated_primary_kills() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let l = leader.expect("a leader exists between kills");
+        let s = node_stats(&addrs[l]).await;
+        eprintln!("kill {kills}: leader {l} term {:?}", s.map(|s| s.term));
+        if kills % 2 == 1 {
+            // Kept down until the others elect a new leader.
+            nodes[l].kill();
+            wait_for("a new leader", Duration::from_secs(10), || async {
+                leader_of(addrs.clone()).await.is_some_and(|n| n != l)
+            })
+            .await;
+        }
         nodes[l].restart();
         kills += 1;
     }
@@ -182,9 +192,12 @@ async fn acknowledged_commits_survive_repeated_primary_kills() {
         total >= 100,
         "too few commits acknowledged to mean anything: {total}"
     );
+    // A leader restarted at once may take its leadership back in the same
+    // term (openraft restores its committed vote for itself, as Raft
+    // allows); one restarted after a pause is replaced by an election.
     assert!(
-        terms >= KILLS as u64,
-        "every kill of a leader led to an election"
+        terms >= (KILLS / 2) as u64,
+        "every leader kept down led to an election"
     );
     assert_eq!(lost, 0, "acknowledged commits lost");
     assert!(started.elapsed() < Duration::from_secs(120));

@@ -480,7 +480,7 @@ impl Store {
             .iter()
             .map(|(id, e)| (*id, e.version, e.tree.to_bytes()))
             .collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.sort_unstable_by_key(|e| e.0);
         all
     }
 

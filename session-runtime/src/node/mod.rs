@@ -117,7 +117,8 @@ impl Node {
             max_payload_entries: 512,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every),
             max_in_snapshot_log_to_keep: config.log_keep,
-            snapshot_max_chunk_size: 1 << 20,
+            // A chunk and its envelope fit in a frame.
+            snapshot_max_chunk_size: (config.max_frame as u64 / 2).clamp(4 << 10, 1 << 20),
             ..Default::default()
         }
         .validate()

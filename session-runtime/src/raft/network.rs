@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -86,6 +86,8 @@ pub struct PeerClient {
 
 /// Why a call failed, before it is told to openraft.
 enum Failure {
+    /// The request does not fit in a frame: openraft sends fewer entries.
+    TooLarge(u64),
     /// Could not connect: openraft backs off.
     Unreachable(NetError),
     /// The connection failed or timed out: retried at once.
@@ -95,6 +97,9 @@ enum Failure {
 impl Failure {
     fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, BasicNode, E> {
         match self {
+            Failure::TooLarge(hint) => {
+                RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(hint))
+            }
             Failure::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
             Failure::Network(e) => RPCError::Network(NetworkError::new(&e)),
         }
@@ -126,6 +131,11 @@ impl PeerClient {
             rpc: codec::encode(rpc),
         });
         if let PeerRpc::AppendEntries(r) = rpc {
+            if frame.len() > self.net.max_frame && r.entries.len() > 1 {
+                // A batch of entries too large for one frame (each entry fits:
+                // sessions are bounded below the frame size).
+                return Err(Failure::TooLarge((r.entries.len() as u64 / 2).max(1)));
+            }
             if !r.entries.is_empty() {
                 let c = &self.net.counters;
                 c.entries_shipped
