@@ -3,12 +3,14 @@
 //! The voter with the lowest id initialises the Raft group with every
 //! configured voter, once: a node whose data directory holds a vote or a
 //! log is initialised already and never does it again. A node that lost
-//! its data directory (and happens to have the lowest id) first asks its
-//! peers: if any of them is past term 0, the set exists and the node waits
-//! to be caught up by its leader instead. Learners are added by the first
-//! leader.
+//! its data directory first asks its peers: if any of them knows a leader,
+//! the set exists, and the node neither initialises it nor votes until that
+//! leader has caught it up (a vote from a node that forgot what it
+//! acknowledged could elect a leader without a committed entry). Learners
+//! are added by the first leader.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,15 +31,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             return;
         }
     }
+    if set_exists(&shared).await {
+        tracing::warn!(
+            "this node has no Raft state but its peers do (its data was lost?): \
+             it votes again once caught up by the leader"
+        );
+        return;
+    }
+    // A new set: vote, so that it can elect its first leader.
+    shared.recovering.store(false, Ordering::Relaxed);
     let lowest = cfg.peers.iter().map(|(id, _)| *id).min();
     if cfg.learner || lowest.is_some_and(|low| low < cfg.id) {
         tracing::info!("waiting for the set's leader to add this node");
-        return;
-    }
-    if set_exists(&shared).await {
-        tracing::warn!(
-            "this node has no Raft state but its peers do: waiting to be caught up by the leader"
-        );
         return;
     }
     let mut voters = BTreeMap::new();
@@ -86,7 +91,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     tracing::error!("no leader elected within a minute: learners not added");
 }
 
-/// Whether any peer has a Raft state (its term is past 0).
+/// Whether any peer follows or is a leader: the set exists and has a
+/// leader that will catch this node up. (Peers still electing their first
+/// leader do not count, or fresh members of a new set would all wait.)
 async fn set_exists(shared: &Shared) -> bool {
     let cfg = &shared.config;
     let role = PeerRole::Node { id: cfg.id };
@@ -103,5 +110,5 @@ async fn set_exists(shared: &Shared) -> bool {
     answers
         .into_iter()
         .flatten()
-        .any(|(_, status)| status.term > 0 || status.leader.is_some())
+        .any(|(_, status)| status.leader.is_some())
 }

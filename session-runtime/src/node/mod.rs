@@ -101,6 +101,7 @@ impl Node {
         let replica = sm.replica();
         let network = Network::new(
             config.id,
+            config.peers.iter().chain(&config.learners).cloned(),
             config.secret.clone(),
             config.max_frame,
             config.io_timeout,
@@ -127,6 +128,10 @@ impl Node {
             .await
             .map_err(|e| std::io::Error::other(format!("starting raft: {e}")))?;
 
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| std::io::Error::other(format!("raft stopped at start-up: {e}")))?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             me,
@@ -136,6 +141,10 @@ impl Node {
             replica,
             counters,
             rejected: AtomicU64::new(0),
+            // Until the bootstrap task knows better, a node without Raft
+            // state may be one that lost its data: it does not vote.
+            recovering: std::sync::atomic::AtomicBool::new(!initialized),
+            catch_up_to: AtomicU64::new(u64::MAX),
             shutdown: shutdown_rx,
         });
         let tasks = vec![
@@ -220,6 +229,13 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<NetworkCounters>,
     pub(crate) connections: Arc<Semaphore>,
     pub(crate) rejected: AtomicU64,
+    /// This node lost its data (it has no Raft state but its set exists):
+    /// it refuses to vote until it has caught up with a leader, so that an
+    /// election cannot count the vote of a node that forgot entries it
+    /// acknowledged before.
+    pub(crate) recovering: std::sync::atomic::AtomicBool,
+    /// The commit index of the first leader heard from while recovering.
+    pub(crate) catch_up_to: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 

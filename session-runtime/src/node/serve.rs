@@ -442,7 +442,42 @@ async fn serve_node(shared: &Arc<Shared>, mut conn: Connection, peer: u64) -> Re
             None => return Ok(()),
             Some(Message::Peer { rpc }) => {
                 let rpc: PeerRpc = codec::decode(&rpc)?;
+                let recovering = shared.recovering.load(Ordering::Relaxed);
+                if recovering {
+                    match &rpc {
+                        PeerRpc::Vote(_) => {
+                            tracing::info!(
+                                candidate = peer,
+                                "not voting: catching up after data loss"
+                            );
+                            return Ok(());
+                        }
+                        PeerRpc::AppendEntries(r) => {
+                            let commit = r.leader_commit.map_or(0, |c| c.index);
+                            let _ = shared.catch_up_to.compare_exchange(
+                                u64::MAX,
+                                commit,
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            );
+                        }
+                        PeerRpc::InstallSnapshot(_) => {}
+                    }
+                }
                 let reply = answer(&shared.raft, rpc).await;
+                if recovering {
+                    let target = shared.catch_up_to.load(Ordering::Relaxed);
+                    let applied = shared
+                        .raft
+                        .metrics()
+                        .borrow()
+                        .last_applied
+                        .map_or(0, |l| l.index);
+                    if target != u64::MAX && applied >= target {
+                        shared.recovering.store(false, Ordering::Relaxed);
+                        tracing::info!(applied, "caught up after data loss: voting again");
+                    }
+                }
                 conn.send(&Message::PeerReply {
                     rpc: codec::encode(&reply),
                 })

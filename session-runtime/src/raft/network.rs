@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -34,10 +35,15 @@ pub struct NetworkCounters {
     pub bytes_shipped: AtomicU64,
 }
 
-/// Opens connections to peers (openraft's network factory).
+/// Opens connections to peers (openraft's network factory). A peer is
+/// reached at the address this node was configured with for it, else at
+/// its address in the membership.
 #[derive(Debug, Clone)]
 pub struct Network {
     me: u64,
+    /// Addresses this node reaches peers at, where they differ from the
+    /// addresses in the membership (another network path, a proxy).
+    routes: Arc<std::collections::HashMap<u64, String>>,
     secret: Arc<Vec<u8>>,
     max_frame: usize,
     connect_timeout: Duration,
@@ -46,9 +52,16 @@ pub struct Network {
 
 impl Network {
     /// The network of node `me`.
-    pub fn new(me: u64, secret: Vec<u8>, max_frame: usize, connect_timeout: Duration) -> Self {
+    pub fn new(
+        me: u64,
+        routes: impl IntoIterator<Item = (u64, String)>,
+        secret: Vec<u8>,
+        max_frame: usize,
+        connect_timeout: Duration,
+    ) -> Self {
         Self {
             me,
+            routes: Arc::new(routes.into_iter().collect()),
             secret: Arc::new(secret),
             max_frame,
             connect_timeout,
@@ -68,7 +81,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            addr: node.addr.clone(),
+            addr: self
+                .routes
+                .get(&target)
+                .cloned()
+                .unwrap_or_else(|| node.addr.clone()),
             net: self.clone(),
             conn: None,
         }
