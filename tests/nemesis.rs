@@ -55,9 +55,9 @@ async fn cluster(n: usize) -> Cluster {
     let mut proxies = Vec::new();
     let mut route = HashMap::new();
     for i in 0..n {
-        for j in 0..n {
+        for (j, target) in addrs.iter().enumerate() {
             if i != j {
-                let p = FaultProxy::start(addrs[j].clone()).await.unwrap();
+                let p = FaultProxy::start(target.clone()).await.unwrap();
                 route.insert((i, j), p.addr());
                 proxies.push(p);
             }

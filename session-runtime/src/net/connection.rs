@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -111,19 +111,6 @@ impl Connection {
             }
             Some(Err(e)) => Err(e.into()),
         }
-    }
-
-    /// The next frame, raw and decoded (a backup keeps the raw frame in its
-    /// own backlog); `Ok(None)` when the peer closed cleanly.
-    pub async fn read_raw(&mut self) -> Result<Option<(Bytes, Message)>, NetError> {
-        let frame = self.framed.next().await;
-        raw(frame, self.max_frame)
-    }
-
-    /// A frame that is already buffered, without waiting.
-    pub fn read_ready(&mut self) -> Option<Result<Option<(Bytes, Message)>, NetError>> {
-        let frame = self.framed.next().now_or_never()?;
-        Some(raw(frame, self.max_frame))
     }
 
     /// Splits into a reading and a writing half, to serve pipelined
