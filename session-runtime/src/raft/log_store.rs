@@ -11,55 +11,29 @@
 //!
 //! Every non-purged entry is also kept in memory, so reads never touch the disk.
 
-use std::collections::BTreeMap;
-use std::collections::VecDeque;
-use std::fmt;
-use std::fmt::Debug;
-use std::fs;
-use std::fs::File;
-use std::fs::OpenOptions;
-use std::io;
-use std::io::Seek;
-use std::io::SeekFrom;
-use std::io::Write;
-use std::ops::Bound;
-use std::ops::RangeBounds;
-use std::path::Path;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::{self, Debug};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use openraft::storage::LogFlushed;
-use openraft::storage::LogState;
-use openraft::storage::RaftLogStorage;
-use openraft::LogId;
-use openraft::OptionalSend;
-use openraft::RaftLogId;
-use openraft::RaftLogReader;
-use openraft::RaftTypeConfig;
-use openraft::StorageError;
-use openraft::StorageIOError;
-use openraft::Vote;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{LogId, OptionalSend, RaftLogId, RaftLogReader, RaftTypeConfig};
+use openraft::{StorageError, StorageIOError, Vote};
+use serde::{de::DeserializeOwned, Serialize};
 
-/// Encodes a value for the disk. The only place that knows the wire format (with [`decode`]).
+/// Encodes a value for the disk, with the crate's one codec.
 fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot encode: {e}")))
+    Ok(crate::codec::encode(value))
 }
 
 /// Decodes a value written by [`encode`]; trailing bytes are an error.
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map_err(|e| invalid(format!("cannot decode: {e}")))?;
-    if used != bytes.len() {
-        return Err(invalid(format!("decoded {used} of {} bytes", bytes.len())));
-    }
-    Ok(value)
+    crate::codec::decode(bytes).map_err(|e| invalid(format!("cannot decode: {e}")))
 }
 
 /// Size after which the active segment is closed and a new one started. Big enough that
@@ -945,30 +919,16 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::err_expect)]
 mod tests {
     use std::io::Cursor;
-    use std::sync::Arc;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
-    use openraft::storage::RaftLogStorage;
-    use openraft::storage::RaftLogStorageExt;
-    use openraft::storage::RaftStateMachine;
-    use openraft::storage::Snapshot;
-    use openraft::testing::log_id;
-    use openraft::testing::StoreBuilder;
-    use openraft::testing::Suite;
-    use openraft::BasicNode;
-    use openraft::Entry;
-    use openraft::EntryPayload;
-    use openraft::LogId;
-    use openraft::RaftLogReader;
-    use openraft::RaftSnapshotBuilder;
-    use openraft::SnapshotMeta;
-    use openraft::StorageError;
-    use openraft::StoredMembership;
-    use openraft::Vote;
-    use serde::Deserialize;
-    use serde::Serialize;
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine, Snapshot};
+    use openraft::testing::{log_id, StoreBuilder, Suite};
+    use openraft::{BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder};
+    use openraft::{SnapshotMeta, StorageError, StoredMembership, Vote};
+    use serde::{Deserialize, Serialize};
 
     use super::*;
 
