@@ -338,3 +338,97 @@ async fn a_voter_and_a_learner_replicate_but_do_not_fail_over() {
     assert_eq!(back.note, "copied");
     drop(learner);
 }
+
+fn member(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_session-node"))
+        .arg("member")
+        .args(args)
+        .args(["--secret-file", &secret_file().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "session-node member {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_added_promoted_and_removed_at_runtime() {
+    let mut set = ProcessSet::start(3, &[]);
+    let leader = set.wait_leader(&[], Duration::from_secs(15)).await;
+    let leader_addr = set.nodes[leader].addr.clone();
+    let client = Client::connect(client_config(&set.addrs())).await.unwrap();
+    let (id, mut t) = client.create_tracked(Cart::new(1)).await.unwrap();
+    t.edit().note().push_str("kept");
+    client.commit(id, &mut t).await.unwrap();
+
+    // --- a fourth node joins as a learner and catches up
+    let d = free_addr();
+    let peers: Vec<(u64, String)> = set.nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    let fourth = NodeProcess::spawn(4, &d, &peers, &["--as-learner"]);
+    member(&[
+        "add-learner",
+        "--addr",
+        &leader_addr,
+        "--id",
+        "4",
+        "--node-addr",
+        &d,
+    ]);
+    wait_for(
+        "the learner holds the session",
+        Duration::from_secs(15),
+        || async {
+            node_stats(&d)
+                .await
+                .is_some_and(|s| s.role == Role::Learner && s.sessions == 1)
+        },
+    )
+    .await;
+
+    // --- it replaces the third voter, which leaves the set
+    let gone = (leader + 1) % 3;
+    let voters: Vec<String> = set
+        .nodes
+        .iter()
+        .filter(|n| n.id != set.nodes[gone].id)
+        .map(|n| n.id.to_string())
+        .chain(["4".to_string()])
+        .collect();
+    member(&[
+        "set-voters",
+        "--addr",
+        &leader_addr,
+        "--voters",
+        &voters.join(","),
+        "--remove",
+    ]);
+    let s = node_stats(&leader_addr).await.unwrap();
+    let mut expected: Vec<u64> = voters.iter().map(|v| v.parse().unwrap()).collect();
+    expected.sort_unstable();
+    assert_eq!((s.voters, s.learners), (expected, vec![]));
+    wait_for("the new voter follows", Duration::from_secs(15), || async {
+        node_stats(&d)
+            .await
+            .is_some_and(|s| s.role == Role::Follower)
+    })
+    .await;
+
+    // --- the removed node is no longer needed: kill it, writes go on
+    set.nodes[gone].kill();
+    let mut addrs = set.addrs();
+    addrs.push(d.clone());
+    let client = Client::connect(client_config(&addrs)).await.unwrap();
+    let mut t: Tracked<Cart> = client.load(id).await.unwrap();
+    t.edit().note().push_str(", and more");
+    client.commit(id, &mut t).await.unwrap();
+    wait_for(
+        "the new voter holds the write",
+        Duration::from_secs(10),
+        || async { node_dump(&d).await == node_dump(&leader_addr).await },
+    )
+    .await;
+    drop(fourth);
+}
