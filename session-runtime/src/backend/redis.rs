@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, Value as Reply};
 
 use super::SessionStore;
@@ -100,7 +100,8 @@ return out
 /// A [`SessionStore`] in Redis (or Redis Cluster), one hash per session.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: MultiplexedConnection,
+    /// Reconnects by itself after Redis restarts or a connection drops.
+    conn: ConnectionManager,
     prefix: String,
     ttl: Duration,
     timeout: Duration,
@@ -145,10 +146,18 @@ impl RedisStore {
         let timeout = Duration::from_secs(2);
         let client = redis::Client::open(url)
             .map_err(|e| ClientError::Config(format!("redis url {url}: {e}")))?;
-        let conn = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
-            .await
-            .map_err(|_| unavailable(format!("no connection to {url} within {timeout:?}")))?
-            .map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = tokio::time::timeout(
+            timeout * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| unavailable(format!("no connection to {url} within {timeout:?}")))?
+        .map_err(unavailable)?;
         Ok(Self {
             conn,
             prefix: "session:".into(),
@@ -186,7 +195,19 @@ impl RedisStore {
             invocation.arg(a);
         }
         let mut conn = self.conn.clone();
-        tokio::time::timeout(self.timeout, invocation.invoke_async::<Reply>(&mut conn))
+        let call = async {
+            match invocation.invoke_async::<Reply>(&mut conn).await {
+                // No connection could be made, so the script was not sent
+                // (Redis was restarting): the manager reconnects, and one
+                // more try is safe. A script that may have run is not
+                // retried (commits in Redis carry no idempotency key).
+                Err(e) if e.is_connection_refusal() => {
+                    invocation.invoke_async::<Reply>(&mut conn).await
+                }
+                r => r,
+            }
+        };
+        tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
             .map_err(unavailable)
