@@ -362,9 +362,10 @@ async fn run(shared: &Arc<Shared>, request: Request) -> Response {
                 Err(e) => Response::Error(forward(e, write_leader)),
             }
         }
-        // Answered by `local`.
-        Request::Status | Request::Stats | Request::Digest | Request::Dump => {
-            local(shared, &Request::Status, true).unwrap_or(Response::Done)
+        // Answered by `local` before `run` is called; answered the same
+        // way if they ever get here.
+        local_request @ (Request::Status | Request::Stats | Request::Digest | Request::Dump) => {
+            local(shared, &local_request, true).unwrap_or(Response::Done)
         }
     }
 }
