@@ -1159,3 +1159,67 @@ async fn sessions_over_the_size_limit_are_refused_and_nothing_changes() {
     primary.shutdown().await;
     backup.shutdown().await;
 }
+
+// ---------------------------------------------------------------- 5. credentials and budgets
+
+#[tokio::test]
+async fn a_client_secret_cannot_speak_for_a_node() {
+    const CLIENT_SECRET: &[u8] = b"the application servers' own secret";
+    let (primary, backup) = pair_with(|c| c.client_secret = Some(CLIENT_SECRET.to_vec())).await;
+    let addr = primary.addr().to_string();
+    // Application servers prove the client secret...
+    let mut cfg = ClientConfig::new([addr.clone()], CLIENT_SECRET.to_vec());
+    cfg.failover_timeout = Duration::from_secs(2);
+    let client = Client::connect(cfg).await.unwrap();
+    client.create(&Cart::new(1)).await.unwrap();
+    // ...which does not open a node connection (votes, log entries,
+    // membership changes).
+    let as_node = Connection::connect(
+        &addr,
+        CLIENT_SECRET,
+        PeerRole::Node { id: 9 },
+        1 << 20,
+        LIMIT,
+    )
+    .await;
+    assert!(
+        matches!(&as_node, Err(NetError::Refused(m)) if m.contains("cluster secret")),
+        "{as_node:?}"
+    );
+    // And the cluster secret is no client secret.
+    let with_cluster_secret =
+        Connection::connect(&addr, SECRET, client_role(), 1 << 20, LIMIT).await;
+    assert!(
+        matches!(&with_cluster_secret, Err(NetError::Refused(m)) if m.contains("client secret")),
+        "{with_cluster_secret:?}"
+    );
+    primary.shutdown().await;
+    backup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_connections_keep_neither_clients_nor_peers_out() {
+    let set = ProcessSet::start(3, &[]);
+    let leader = set.wait_leader(&[], Duration::from_secs(15)).await;
+    let addr = set.nodes[leader].addr.clone();
+    // --- 10,000 connections that never say Hello (or their first byte)
+    let mut idle = Vec::new();
+    for _ in 0..10_000 {
+        match TcpStream::connect(&addr).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect {} failed: {e}", idle.len()),
+        }
+    }
+    // --- an authenticated client is served at once, and the set still
+    // replicates (its peers' connections are not crowded out)
+    let client = Client::connect(client_config(&set.addrs())).await.unwrap();
+    let started = Instant::now();
+    let (id, mut t) = client.create_tracked(Cart::new(5)).await.unwrap();
+    t.edit().note().push_str("served");
+    client.commit(id, &mut t).await.unwrap();
+    assert!(started.elapsed() < LIMIT, "took {:?}", started.elapsed());
+    let s = node_stats(&addr).await.unwrap();
+    assert!(s.rejected_connections > 9_000, "{s:?}");
+    assert_eq!(s.role, session_runtime::net::message::Role::Leader);
+    drop(idle);
+}

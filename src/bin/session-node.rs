@@ -143,6 +143,14 @@ struct Serve {
     as_learner: bool,
     #[command(flatten)]
     secret: Secret,
+    /// File holding the secret application servers prove (default: they
+    /// prove the cluster secret). With its own secret, an application
+    /// server cannot pose as a node.
+    #[arg(long, value_name = "PATH")]
+    client_secret_file: Option<PathBuf>,
+    /// Most connections in their handshake at once.
+    #[arg(long, default_value_t = 256)]
+    max_handshakes: usize,
     /// When log entries are fsync'd: `always` (before each acknowledgement),
     /// `everysec` (about once a second), `no` (when the OS decides).
     /// Entries reach the OS before acknowledgement in every mode.
@@ -186,7 +194,8 @@ struct Serve {
 }
 
 fn parse_fsync(s: &str) -> Result<Fsync, String> {
-    s.parse().map_err(|e: session_runtime::raft::ParseFsyncError| e.to_string())
+    s.parse()
+        .map_err(|e: session_runtime::raft::ParseFsyncError| e.to_string())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -246,6 +255,15 @@ async fn serve(args: Box<Serve>) -> anyhow::Result<()> {
     };
     config.max_frame = args.max_frame_bytes;
     config.max_connections = args.max_connections;
+    config.max_handshakes = args.max_handshakes;
+    if let Some(path) = &args.client_secret_file {
+        config.client_secret = Some(
+            Secret {
+                secret_file: path.clone(),
+            }
+            .read()?,
+        );
+    }
     config.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.election_timeout = Duration::from_millis(args.election_ms);
     config.request_timeout = Duration::from_millis(args.request_timeout_ms);

@@ -78,6 +78,28 @@ pub fn encode(msg: &Message) -> Bytes {
     })
 }
 
+/// Largest frame read before the peer has proved a secret (the handshake's
+/// frames are a few hundred bytes).
+pub const HANDSHAKE_FRAME_LIMIT: usize = 4 << 10;
+
+/// The secrets a node checks peers against: nodes prove the cluster secret,
+/// clients the client secret (the cluster secret too, when none is set).
+#[derive(Clone)]
+pub struct Secrets {
+    /// The cluster secret, shared by the nodes of a set.
+    pub cluster: Vec<u8>,
+    /// The secret of application servers, if separate.
+    pub client: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("client_secret_set", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A framed connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -86,12 +108,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Wraps a connected socket.
+    /// Wraps a connected socket. Until the handshake succeeds, frames are
+    /// limited to [`HANDSHAKE_FRAME_LIMIT`] bytes, so that a peer that has
+    /// not proved a secret cannot make the node buffer a large frame.
     pub fn new(stream: TcpStream, max_frame: usize) -> Self {
         // Small frames matter more than throughput here.
         let _ = stream.set_nodelay(true);
         let codec = LengthDelimitedCodec::builder()
-            .max_frame_length(max_frame)
+            .max_frame_length(max_frame.min(HANDSHAKE_FRAME_LIMIT))
             .new_codec();
         Self {
             framed: Framed::new(stream, codec),
@@ -111,6 +135,12 @@ impl Connection {
             }
             Some(Err(e)) => Err(e.into()),
         }
+    }
+
+    /// The handshake succeeded: frames up to the configured limit are read
+    /// from now on.
+    fn authenticated(&mut self) {
+        self.framed.codec_mut().set_max_frame_length(self.max_frame);
     }
 
     /// Splits into a reading and a writing half, to serve pipelined
@@ -161,7 +191,7 @@ impl Connection {
     /// type only), prove ourselves. Returns who connected.
     pub async fn accept(
         &mut self,
-        secret: &[u8],
+        secrets: &Secrets,
         status: Status,
         schema: Option<u64>,
         limit: Duration,
@@ -191,12 +221,23 @@ impl Connection {
             return Err(NetError::Refused(reason));
         }
         let role_bytes = codec::encode(&role);
+        let secret = match (&role, &secrets.client) {
+            (PeerRole::Client { .. }, Some(client)) => client.as_slice(),
+            _ => secrets.cluster.as_slice(),
+        };
         if !auth::verify(
             secret,
             &[b"hello", &server_nonce, &nonce, &role_bytes],
             &proof,
         ) {
-            let reason = "wrong cluster secret".to_string();
+            let reason = match role {
+                PeerRole::Client { .. } if secrets.client.is_some() => "wrong client secret",
+                PeerRole::Client { .. } => "wrong cluster secret",
+                PeerRole::Node { .. } => {
+                    "wrong cluster secret (node connections prove the cluster secret)"
+                }
+            }
+            .to_string();
             let _ = self
                 .send(&Message::Refused {
                     reason: reason.clone(),
@@ -226,6 +267,7 @@ impl Connection {
         }
         let proof = auth::prove(secret, &[b"welcome", &nonce, &server_nonce]);
         self.send(&Message::Welcome { proof, status }).await?;
+        self.authenticated();
         Ok(role)
     }
 
@@ -268,9 +310,10 @@ impl Connection {
             Message::Welcome { proof, status } => {
                 if !auth::verify(secret, &[b"welcome", &nonce, &server_nonce], &proof) {
                     return Err(NetError::Refused(
-                        "the node does not know the cluster secret".into(),
+                        "the node does not know the secret".into(),
                     ));
                 }
+                conn.authenticated();
                 Ok((conn, status))
             }
             Message::Refused { reason } => Err(NetError::Refused(reason)),

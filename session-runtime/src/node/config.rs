@@ -29,16 +29,23 @@ pub struct NodeConfig {
     /// When log entries are fsync'd (they always reach the OS before they
     /// are acknowledged; the vote is always fsync'd).
     pub fsync: Fsync,
-    /// The shared cluster secret.
+    /// The shared cluster secret, proved by the nodes of the set.
     pub secret: Vec<u8>,
+    /// The secret application servers prove; `None`: they prove the
+    /// cluster secret. With a separate client secret, a client cannot pose
+    /// as a node (votes, log entries, membership changes).
+    pub client_secret: Option<Vec<u8>>,
     /// Idle TTL of sessions created without one.
     pub default_ttl: Duration,
     /// Session size and count limits.
     pub limits: Limits,
     /// Largest frame accepted or sent.
     pub max_frame: usize,
-    /// Most connections served at once.
+    /// Most authenticated connections served at once.
     pub max_connections: usize,
+    /// Most connections in their handshake at once (not yet authenticated;
+    /// a budget of their own, bounded in time by `io_timeout`).
+    pub max_handshakes: usize,
     /// Interval of the leader's heartbeats.
     pub heartbeat: Duration,
     /// Silence after which a follower stands for election (randomised
@@ -81,10 +88,12 @@ impl NodeConfig {
             data_dir: data_dir.into(),
             fsync: Fsync::EverySec,
             secret: secret.into(),
+            client_secret: None,
             default_ttl: Duration::from_secs(30 * 60),
             limits: Limits::default(),
             max_frame: 16 << 20,
             max_connections: 4096,
+            max_handshakes: 256,
             heartbeat: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             io_timeout: Duration::from_secs(2),

@@ -132,6 +132,10 @@ impl Node {
             .is_initialized()
             .await
             .map_err(|e| std::io::Error::other(format!("raft stopped at start-up: {e}")))?;
+        let secrets = crate::net::connection::Secrets {
+            cluster: config.secret.clone(),
+            client: config.client_secret.clone(),
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             me,
@@ -141,6 +145,7 @@ impl Node {
             replica,
             counters,
             rejected: AtomicU64::new(0),
+            secrets,
             // Until the bootstrap task knows better, a node without Raft
             // state may be one that lost its data: it does not vote.
             recovering: std::sync::atomic::AtomicBool::new(!initialized),
@@ -229,6 +234,7 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<NetworkCounters>,
     pub(crate) connections: Arc<Semaphore>,
     pub(crate) rejected: AtomicU64,
+    pub(crate) secrets: crate::net::connection::Secrets,
     /// This node lost its data (it has no Raft state but its set exists):
     /// it refuses to vote until it has caught up with a leader, so that an
     /// election cannot count the vote of a node that forgot entries it

@@ -18,26 +18,29 @@ use crate::net::message::{Applied, ErrorReply, Message, Op, PeerRole, Request, R
 use crate::net::{Connection, NetError};
 use crate::raft::{answer, PeerRpc};
 
+/// Accepts connections. A connection first takes a place among the
+/// handshakes in progress (a small budget of its own, so that idle or
+/// half-open connections that never authenticate cannot keep peers or
+/// clients out), then, once authenticated, a place among the served
+/// connections. Without a place it is closed at once, not queued.
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(shared.config.max_handshakes));
     loop {
-        let permit = tokio::select! {
-            _ = shared.stopped() => return,
-            p = shared.connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
         let accepted = tokio::select! {
             _ = shared.stopped() => return,
             a = listener.accept() => a,
         };
         match accepted {
             Ok((stream, peer)) => {
+                let Ok(handshake) = pending.clone().try_acquire_owned() else {
+                    shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "too many handshakes in progress; closing");
+                    continue;
+                };
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
                     let served = tokio::select! {
-                        r = handle(&shared, stream) => r,
+                        r = handle(&shared, stream, handshake) => r,
                         _ = shared.stopped() => Ok(()),
                     };
                     if let Err(e) = served {
@@ -57,22 +60,39 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-async fn handle(shared: &Arc<Shared>, stream: TcpStream) -> Result<(), NetError> {
+async fn handle(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(), NetError> {
     let mut conn = Connection::new(stream, shared.config.max_frame);
-    let role = match conn
-        .accept(
-            &shared.config.secret,
+    let limit = shared.config.io_timeout;
+    // The whole handshake, not each read, is bounded.
+    let accepted = tokio::time::timeout(
+        limit,
+        conn.accept(
+            &shared.secrets,
             shared.status(),
             shared.config.schema,
-            shared.config.io_timeout,
-        )
-        .await
-    {
+            limit,
+        ),
+    )
+    .await
+    .unwrap_or(Err(NetError::Timeout(limit)));
+    drop(handshake);
+    let role = match accepted {
         Ok(role) => role,
         Err(e) => {
             shared.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
+    };
+    let Ok(_served) = shared.connections.clone().try_acquire_owned() else {
+        shared.rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(NetError::Refused(format!(
+            "the node serves its limit of {} connections",
+            shared.config.max_connections
+        )));
     };
     let result = match role {
         PeerRole::Client { .. } => serve_client(shared, conn).await,
