@@ -275,26 +275,12 @@ struct NodeArgs {
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
     /// Another member of the replica set, as ID=ADDR (repeat for each).
-    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_peer)]
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = session_runtime::node::parse_member)]
     peers: Vec<(u64, String)>,
     /// Exit when standard input reaches end of file (the launcher and the
     /// browser test hold it open, so their children do not outlive them).
     #[arg(long, hide = true)]
     exit_with_parent: bool,
-}
-
-/// `ID=ADDR`.
-fn parse_peer(s: &str) -> Result<(u64, String), String> {
-    let (id, addr) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected ID=ADDR, got {s:?}"))?;
-    let id = id
-        .parse()
-        .map_err(|e| format!("node id {id:?} is not a number: {e}"))?;
-    if addr.is_empty() {
-        return Err(format!("no address for node {id}"));
-    }
-    Ok((id, addr.to_string()))
 }
 
 #[derive(Args, Debug)]

@@ -483,6 +483,25 @@ async fn immutable_fields_stay_as_created<S: SessionStore>(b: &Backend<S>) {
 
 // ------------------------------------------------------------------ redis
 
+/// Starts `redis-server` on `port` of 127.0.0.1, without persistence.
+fn spawn_redis(port: u16) -> std::io::Result<Child> {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
 /// A `redis-server` on a free loopback port, killed on drop.
 struct RedisServer {
     child: Child,
@@ -506,21 +525,7 @@ impl RedisServer {
                 let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 l.local_addr().unwrap().port()
             };
-            let spawned = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
+            let spawned = spawn_redis(port);
             let child = match spawned {
                 Ok(c) => c,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -587,27 +592,11 @@ impl Drop for RedisServer {
 impl RedisServer {
     /// SIGKILLs the server and starts it again on the same port.
     async fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let port = self.port.to_string();
+        self.stop();
+        let port = self.port;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            self.child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            self.child = spawn_redis(self.port).unwrap();
             for _ in 0..100 {
                 if redis_command(self.port, &["PING"])
                     .await

@@ -101,20 +101,6 @@ impl Secret {
     }
 }
 
-/// `ID=ADDR`.
-fn parse_member(s: &str) -> Result<(u64, String), String> {
-    let (id, addr) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected ID=ADDR, got {s:?}"))?;
-    let id = id
-        .parse()
-        .map_err(|e| format!("node id {id:?} is not a number: {e}"))?;
-    if addr.is_empty() {
-        return Err(format!("no address for node {id}"));
-    }
-    Ok((id, addr.to_string()))
-}
-
 #[derive(Args, Debug)]
 struct Serve {
     /// This node's id in the set (a number, unique in the set).
@@ -132,11 +118,11 @@ struct Serve {
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
     /// Another voting member as ID=ADDR (repeat for each).
-    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_member)]
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = session_runtime::node::parse_member)]
     peers: Vec<(u64, String)>,
     /// A non-voting member as ID=ADDR (repeat for each); added by the
     /// first leader.
-    #[arg(long = "learner", value_name = "ID=ADDR", value_parser = parse_member)]
+    #[arg(long = "learner", value_name = "ID=ADDR", value_parser = session_runtime::node::parse_member)]
     learners: Vec<(u64, String)>,
     /// This node is itself a learner (it never votes or leads).
     #[arg(long)]

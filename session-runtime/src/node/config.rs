@@ -111,3 +111,18 @@ impl NodeConfig {
         self
     }
 }
+
+/// Parses a member given as `ID=ADDR` (as `session-node serve --peer`
+/// takes it).
+pub fn parse_member(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=ADDR, got {s:?}"))?;
+    let id = id
+        .parse()
+        .map_err(|e| format!("node id {id:?} is not a number: {e}"))?;
+    if addr.is_empty() {
+        return Err(format!("no address for node {id}"));
+    }
+    Ok((id, addr.to_string()))
+}

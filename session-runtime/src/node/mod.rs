@@ -44,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-pub use config::NodeConfig;
+pub use config::{parse_member, NodeConfig};
 
 use crate::net::message::{Role, Status};
 use crate::net::Stats;

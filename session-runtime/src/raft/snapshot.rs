@@ -104,15 +104,8 @@ impl<R: Read> Records<R> {
     }
 }
 
-/// Reads a snapshot file into a new store (the caller's store is not
-/// touched, so a bad file leaves it intact). `now` is every session's last
-/// access. Returns the header and the store.
-pub(crate) fn read(
-    file: File,
-    limits: Limits,
-    default_ttl: Duration,
-    now: Instant,
-) -> io::Result<(Header, Store)> {
+/// Opens the records of a snapshot file and reads its header.
+fn open(file: File, limits: Limits) -> io::Result<(Records<BufReader<File>>, Header)> {
     let mut input = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic)?;
@@ -128,6 +121,20 @@ pub(crate) fn read(
     let mut buf = Vec::new();
     records.next(&mut buf)?;
     let header: Header = codec::decode(&buf).map_err(|e| invalid(format!("header: {e}")))?;
+    Ok((records, header))
+}
+
+/// Reads a snapshot file into a new store (the caller's store is not
+/// touched, so a bad file leaves it intact). `now` is every session's last
+/// access. Returns the header and the store.
+pub(crate) fn read(
+    file: File,
+    limits: Limits,
+    default_ttl: Duration,
+    now: Instant,
+) -> io::Result<(Header, Store)> {
+    let (mut records, header) = open(file, limits)?;
+    let mut buf = Vec::new();
     if header.sessions > limits.max_sessions as u64 {
         return Err(invalid(format!(
             "{} sessions, over this node's limit of {}",
@@ -155,20 +162,7 @@ pub(crate) fn read(
 
 /// Reads only the header of a snapshot file.
 pub(crate) fn read_header(file: File, limits: Limits) -> io::Result<Header> {
-    let mut input = BufReader::new(file);
-    let mut magic = [0u8; 8];
-    input.read_exact(&mut magic)?;
-    if &magic != MAGIC {
-        return Err(invalid("not a snapshot file (bad magic)"));
-    }
-    let mut records = Records {
-        input,
-        crc: crc32fast::Hasher::new(),
-        max_record: limits.max_session_bytes.saturating_add(64 << 10),
-    };
-    let mut buf = Vec::new();
-    records.next(&mut buf)?;
-    codec::decode(&buf).map_err(|e| invalid(format!("header: {e}")))
+    open(file, limits).map(|(_, header)| header)
 }
 
 #[cfg(test)]
