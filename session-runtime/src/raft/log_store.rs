@@ -136,6 +136,47 @@ fn flush_if_dirty(sync: &Mutex<SyncState>) {
     }
 }
 
+/// One `Always` append waiting for its fsync: the file it wrote to, and what to tell openraft.
+type SyncJob = (Arc<File>, Box<dyn FnOnce(io::Result<()>) + Send>);
+
+/// Starts the `Always` thread: it takes every append waiting for an fsync, runs one `sync_data`
+/// per file for all of them (group commit), then reports them done, in order. Appends go on
+/// while an fsync runs, so many writers share each fsync instead of queueing one each. It stops
+/// when the store (holding the sender) is dropped, after the jobs already queued.
+fn spawn_group_sync(sync: Arc<Mutex<SyncState>>) -> io::Result<mpsc::Sender<SyncJob>> {
+    let (tx, rx) = mpsc::channel::<SyncJob>();
+    std::thread::Builder::new()
+        .name("raft-log-group-fsync".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                let mut result = Ok(());
+                let mut synced: Vec<*const File> = Vec::new();
+                for (file, _) in &batch {
+                    let key = Arc::as_ptr(file);
+                    if result.is_ok() && !synced.contains(&key) {
+                        synced.push(key);
+                        result = file.sync_data();
+                    }
+                }
+                if let Err(e) = &result {
+                    tracing::error!("raft log: fsync failed: {e}");
+                    if let Ok(mut s) = sync.lock() {
+                        s.failed = Some(format!("fsync failed: {e}"));
+                    }
+                }
+                for (_, done) in batch {
+                    done(match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    });
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
 /// Starts the `EverySec` thread; it stops when the returned sender is dropped (with the store).
 fn spawn_flusher(sync: Arc<Mutex<SyncState>>) -> io::Result<mpsc::Sender<()>> {
     let (tx, rx) = mpsc::channel::<()>();
@@ -156,6 +197,9 @@ fn spawn_flusher(sync: Arc<Mutex<SyncState>>) -> io::Result<mpsc::Sender<()>> {
         })?;
     Ok(tx)
 }
+
+/// An fsync an append still waits for: the file, and the group-commit queue to run it on.
+type PendingSync = (Arc<File>, mpsc::Sender<SyncJob>);
 
 struct Slot<E> {
     entry: E,
@@ -179,6 +223,8 @@ struct Inner<C: RaftTypeConfig> {
     active: Option<Arc<File>>,
     sync: Arc<Mutex<SyncState>>,
     _stop_flusher: Option<mpsc::Sender<()>>,
+    /// `Always`: the group-commit thread's queue.
+    group_sync: Option<mpsc::Sender<SyncJob>>,
 }
 
 impl<C: RaftTypeConfig> Drop for Inner<C> {
@@ -512,7 +558,9 @@ where
         self.create_segment(first)
     }
 
-    fn append(&mut self, mut entries: Vec<C::Entry>) -> io::Result<()> {
+    /// Writes `entries` to the active segment (they reach the OS before this returns). Under
+    /// `Always`, returns the fsync still to run before they may be reported durable.
+    fn append(&mut self, mut entries: Vec<C::Entry>) -> io::Result<Option<PendingSync>> {
         self.check_ok()?;
         // Entries at or below the purged id are already covered by the state machine: drop them
         // as recovery would (openraft's own test suite appends such entries).
@@ -520,7 +568,7 @@ where
             entries.retain(|e| e.get_log_id().index > p.index);
         }
         let Some(first) = entries.first().map(|e| e.get_log_id().index) else {
-            return Ok(());
+            return Ok(None);
         };
         let mut expected = match self.log.back() {
             Some(s) => Some(s.entry.get_log_id().index + 1),
@@ -562,6 +610,9 @@ where
         }
         match self.fsync {
             Fsync::Always => {
+                if let Some(queue) = &self.group_sync {
+                    return Ok(Some((file, queue.clone())));
+                }
                 if let Err(e) = file.sync_data() {
                     return self.fail(e);
                 }
@@ -573,7 +624,7 @@ where
             }
             Fsync::No => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     fn truncate(&mut self, index: u64) -> io::Result<()> {
@@ -773,6 +824,10 @@ where
             Fsync::EverySec => Some(spawn_flusher(sync.clone())?),
             _ => None,
         };
+        let group_sync = match fsync {
+            Fsync::Always => Some(spawn_group_sync(sync.clone())?),
+            _ => None,
+        };
         let mut inner = Inner::<C> {
             dir: dir.to_path_buf(),
             fsync,
@@ -786,6 +841,7 @@ where
             active: None,
             sync,
             _stop_flusher: stop,
+            group_sync,
         };
         inner.committed = inner.load_committed();
         inner.open_active()?;
@@ -896,8 +952,19 @@ where
     {
         let entries: Vec<C::Entry> = entries.into_iter().collect();
         match self.with(|s| s.append(entries)) {
-            Ok(()) => {
+            Ok(None) => {
                 callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Ok(Some((file, queue))) => {
+                // Reported done by the group-commit thread after its fsync.
+                let done: Box<dyn FnOnce(io::Result<()>) + Send> =
+                    Box::new(move |r| callback.log_io_completed(r));
+                if let Err(mpsc::SendError((_, done))) = queue.send((file, done)) {
+                    let e = io::Error::other("the fsync thread has stopped");
+                    done(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(StorageIOError::write_logs(&e).into());
+                }
                 Ok(())
             }
             Err(e) => {
