@@ -134,11 +134,6 @@ impl Store {
         self.bytes
     }
 
-    /// The encoded size of a session, if held.
-    pub fn session_bytes(&self, id: &SessionId) -> Option<usize> {
-        self.sessions.get(id).map(|e| e.size)
-    }
-
     /// A session's version and encoding, without touching it.
     pub fn peek(&self, id: &SessionId) -> Option<(u64, Vec<u8>)> {
         self.sessions
@@ -919,6 +914,50 @@ mod tests {
         // Recent commit ids travel with the snapshot: a retry is recognised.
         let replay = copy.commit(&id, 7, 1, 3, &set(1, 4), now).expect("replays");
         assert!(replay.replayed);
+    }
+
+    #[test]
+    fn counts_bytes_loads_and_touches_follow_the_sessions() {
+        let mut s = Store::new(
+            Limits {
+                max_session_bytes: tree(0, 0).len(),
+                max_sessions: 10,
+            },
+            Duration::from_secs(60),
+        );
+        let now = Instant::now();
+        assert!(s.is_empty());
+        let (a, b) = (SessionId::random(), SessionId::random());
+        // A session of exactly the limit fits.
+        s.create(a, 7, &[1, 2], 0, &tree(0, 0), now).expect("fits");
+        s.create(b, 7, &[1, 2], 0, &tree(1, 1), now).expect("fits");
+        assert_eq!((s.len(), s.is_empty()), (2, false));
+        assert_eq!(s.bytes(), 2 * tree(0, 0).len());
+        // A load returns the version and the encoding, and counts as an access.
+        let later = now + Duration::from_secs(50);
+        assert_eq!(s.load(&a, 7, later), Ok((1, tree(0, 0))));
+        assert_eq!(
+            s.load(&a, 8, later).map(|_| ()),
+            Err(ErrorReply::SchemaMismatch {
+                session: 7,
+                request: 8
+            })
+        );
+        s.touch(&b, later).expect("held");
+        assert_eq!(
+            s.touch(&SessionId::random(), later),
+            Err(ErrorReply::NotFound)
+        );
+        let after_ttl = now + Duration::from_secs(61);
+        assert!(
+            s.expired(after_ttl).is_empty(),
+            "both were accessed at +50s"
+        );
+        s.delete(&a).expect("held");
+        assert_eq!((s.len(), s.bytes()), (1, tree(1, 1).len()));
+        assert_eq!(s.load(&a, 7, later), Err(ErrorReply::NotFound));
+        s.delete(&b).expect("held");
+        assert_eq!((s.len(), s.bytes(), s.is_empty()), (0, 0, true));
     }
 
     #[test]
