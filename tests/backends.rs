@@ -50,7 +50,7 @@ enum Server {
 
 impl<S: SessionStore> Backend<S> {
     /// Requests that reached the backend, where it counts them: changes
-    /// committed by the primary node, or scripts Redis ran.
+    /// applied by the leader node, or scripts Redis ran.
     async fn backend_requests(&self) -> Option<u64> {
         match &self.server {
             Server::Memory => None,

@@ -103,7 +103,7 @@ struct Backend<S> {
 }
 
 impl<S: SessionStore> Backend<S> {
-    /// Changes the primary node committed (creates, commits, deletes), if
+    /// Client operations the leader applied (creates, commits, deletes), if
     /// the store is a replica set.
     fn node_commits(&self) -> Option<u64> {
         self.nodes
